@@ -1,0 +1,372 @@
+"""What every Beam stage shares: options, dead letters, and the commit that makes a stage a
+transaction.
+
+A stage writes its records, dead letters and skip notes under ``{output}/_staging/{run_id}/``.
+When the pipeline has finished, :func:`commit` moves the Parquet files to
+``{output}/part-NNNNN.parquet`` and the dead letters to ``{output}/_dead_letter/{stage}/``,
+counts everything, and writes ``_index.json`` last. A folder with an index is complete and a
+rerun does nothing; a folder without one is cleaned and redone, so an interrupted run never
+leaves duplicates. All file access goes through Beam's ``FileSystems`` so ``gs://`` outputs work
+the same as local ones.
+
+Each stage module (``pipelines/<stage>.py``) provides module-level DoFns and a
+``build(pipeline, cfg, staging) -> None`` that wires them; :func:`run_stage` does the rest.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from llark.config import to_dict
+from llark.errors import LlarkError
+from pipelines.schema import (
+    DEAD_LETTER_DIR,
+    INDEX_FILE,
+    SCHEMA_VERSION,
+    DeadLetter,
+    ShardEntry,
+    ShardIndex,
+    Skipped,
+)
+
+log = logging.getLogger("llark")
+
+STAGING_DIR = "_staging"
+DEAD_TAG = "dead_letter"
+SKIP_TAG = "skipped"
+
+
+# --------------------------------------------------------------------------- options
+
+def pipeline_options(beam_args: list[str], default_workers: int | None = None) -> PipelineOptions:
+    """Beam options from the pass-through flags; locally the multi-process DirectRunner.
+
+    Beam's default local runner first tries Prism (which downloads a binary); we never rely on
+    it: without ``--runner`` the DirectRunner runs with one worker process per core.
+    """
+    args = list(beam_args)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+        args += ["--runner", "DirectRunner"]
+    runner = _flag_value(args, "--runner") or "DirectRunner"
+    if runner in ("DirectRunner", "direct"):
+        if not any(a.startswith("--direct_running_mode") for a in args):
+            args += ["--direct_running_mode", "multi_processing"]
+        if not any(a.startswith("--direct_num_workers") for a in args):
+            args += ["--direct_num_workers", str(default_workers or os.cpu_count() or 1)]
+    return PipelineOptions(args, save_main_session=False)
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+# --------------------------------------------------------------------------- dead letters
+
+def element_id(element: Any) -> str:
+    """The record ID of whatever a DoFn failed on (dataclass, row dict or ``(key, value)``)."""
+    if isinstance(element, tuple) and len(element) == 2 and isinstance(element[0], str):
+        return element[0]
+    if isinstance(element, dict):
+        return str(element.get("id") or element.get("clip_id") or "")
+    return str(getattr(element, "id", "") or getattr(element, "clip_id", ""))
+
+
+def element_uri(element: Any) -> str:
+    if isinstance(element, tuple) and len(element) == 2:
+        element = element[1]
+    if isinstance(element, dict):
+        return str(element.get("audio_uri") or "")
+    return str(getattr(element, "audio_uri", "") or "")
+
+
+def _message(exc_repr: str, exc_type: type) -> str:
+    """``"AudioNotFoundError('x')"`` → ``"x"`` (Beam hands over ``repr(exc)``)."""
+    name = exc_type.__name__
+    if exc_repr.startswith(name + "("):
+        try:
+            args = ast.literal_eval(exc_repr[len(name):])
+            return args if isinstance(args, str) else "; ".join(map(str, args))
+        except (ValueError, SyntaxError):
+            pass
+    return exc_repr
+
+
+class ToDeadLetterFn(beam.DoFn):
+    """Turns ``with_exception_handling``'s ``(element, (type, repr, traceback))`` into JSON."""
+
+    def __init__(self, stage: str) -> None:
+        self._stage = stage
+
+    def process(self, bad: tuple) -> Iterable[str]:
+        element, (exc_type, exc_repr, tb_lines) = bad
+        if not issubclass(exc_type, LlarkError):
+            # An unexpected error is a bug: keep where it happened so users can report it.
+            where = "".join(tb_lines[-2:]).strip().replace("\n", " | ")
+            exc_repr = f"{exc_repr} (unexpected; at {where})"
+        yield DeadLetter(self._stage, element_id(element), exc_type.__name__,
+                         _message(exc_repr, exc_type), element_uri(element)).to_json()
+
+
+def dead_letter_json(stage: str, element: Any, exc: LlarkError) -> str:
+    """A dead letter built directly (for failures a DoFn detects without raising)."""
+    return DeadLetter(stage, element_id(element), type(exc).__name__, str(exc),
+                      element_uri(element)).to_json()
+
+
+def skipped_json(stage: str, record_id: str, reason: str) -> str:
+    return json.dumps({"stage": stage, "id": record_id, "reason": reason}, sort_keys=True)
+
+
+def with_dead_letters(pcoll: beam.PCollection, label: str, fn: beam.DoFn, stage: str,
+                      staging: str) -> beam.PCollection:
+    """``pcoll | ParDo(fn)`` whose failures go to the stage's dead-letter files.
+
+    Returns the good outputs. ``fn`` may also yield ``TaggedOutput(SKIP_TAG, skipped_json(...))``
+    and ``TaggedOutput(DEAD_TAG, dead_letter_json(...))``.
+    """
+    results = (pcoll | label >> beam.ParDo(fn).with_outputs(SKIP_TAG, DEAD_TAG, main="main")
+               .with_exception_handling(use_subprocess=False, dead_letter_tag="failed"))
+    (results["failed"] | f"{label}:ToDeadLetter" >> beam.ParDo(ToDeadLetterFn(stage))
+     | f"{label}:WriteDead" >> beam.io.WriteToText(f"{staging}/dead/{label.replace(' ', '_')}",
+                                                    file_name_suffix=".jsonl"))
+    (results[DEAD_TAG] | f"{label}:WriteDead2" >> beam.io.WriteToText(
+        f"{staging}/dead/{label.replace(' ', '_')}-direct", file_name_suffix=".jsonl"))
+    (results[SKIP_TAG] | f"{label}:WriteSkipped" >> beam.io.WriteToText(
+        f"{staging}/skipped/{label.replace(' ', '_')}", file_name_suffix=".jsonl"))
+    return results["main"]
+
+
+def write_records(pcoll: beam.PCollection, schema: Any, staging: str,
+                  label: str = "WriteRecords", row_group_mb: int = 64) -> None:
+    """Records (objects with ``to_row``) → Parquet under the staging prefix."""
+    (pcoll | f"{label}:ToRow" >> beam.Map(_to_row)
+     | label >> beam.io.WriteToParquet(f"{staging}/data/part", schema,
+                                       file_name_suffix=".parquet",
+                                       row_group_buffer_size=row_group_mb << 20,
+                                       record_batch_size=64))
+
+
+def _to_row(record: Any) -> dict:
+    return record.to_row()
+
+
+# --------------------------------------------------------------------------- commit
+
+@dataclass(frozen=True)
+class StageResult:
+    index: ShardIndex
+    output: str
+    skipped_run: bool     # True when the output was already complete
+
+    @property
+    def error_total(self) -> int:
+        return sum(self.index.dead_letters.values())
+
+
+def _join(*parts: str) -> str:
+    return FileSystems.join(*parts)
+
+
+def _exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def _list(pattern: str) -> list[str]:
+    matches = FileSystems.match([pattern])[0].metadata_list
+    return sorted(m.path for m in matches)
+
+
+def _read_text(path: str) -> str:
+    with FileSystems.open(path) as f:
+        return f.read().decode("utf-8")
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def _sha256(path: str) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with FileSystems.open(path) as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+def _parquet_rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def read_complete_index(output: str) -> ShardIndex | None:
+    path = _join(output, INDEX_FILE)
+    if not _exists(path):
+        return None
+    return ShardIndex.from_json(_read_text(path))
+
+
+def clean_incomplete(output: str) -> int:
+    """Remove what an interrupted run left (parts, dead letters, staging). Returns files removed."""
+    doomed = (_list(_join(output, "part-*.parquet")) + _list(_join(output, STAGING_DIR, "**"))
+              + _list(_join(output, DEAD_LETTER_DIR, "**")))
+    if doomed:
+        FileSystems.delete(doomed)
+    for folder in (_join(output, STAGING_DIR), _join(output, DEAD_LETTER_DIR)):
+        _remove_empty_local_dirs(folder)
+    return len(doomed)
+
+
+def _remove_empty_local_dirs(folder: str) -> None:
+    """Object stores have no directories; on a local disk remove the empty ones left behind."""
+    if not os.path.isdir(folder):
+        return
+    for root, dirs, _files in os.walk(folder, topdown=False):
+        for d in dirs:
+            path = os.path.join(root, d)
+            if not os.listdir(path):
+                os.rmdir(path)
+    if not os.listdir(folder):
+        os.rmdir(folder)
+
+
+def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
+           counts: dict[str, Any] | None = None) -> ShardIndex:
+    """Move staged files into place, count them, write ``_index.json`` last."""
+    staged = [p for p in _list(_join(staging, "data", "part*")) if p.endswith(".parquet")]
+    entries = []
+    total = 0
+    sources, destinations = [], []
+    for n, path in enumerate(staged):
+        dest = _join(output, f"part-{n:05d}.parquet")
+        sources.append(path)
+        destinations.append(dest)
+    if sources:
+        FileSystems.rename(sources, destinations)
+    for dest in destinations:
+        rows = _parquet_rows(dest)
+        digest, size = _sha256(dest)
+        entries.append(ShardEntry(dest.rsplit("/", 1)[-1], rows, size, digest))
+        total += rows
+
+    dead_counts: dict[str, int] = {}
+    dead_lines: list[str] = []
+    for path in _list(_join(staging, "dead", "*")):
+        for line in _read_text(path).splitlines():
+            if line.strip():
+                dead_lines.append(line)
+                et = json.loads(line)["error_type"]
+                dead_counts[et] = dead_counts.get(et, 0) + 1
+    if dead_lines:
+        _write_text(_join(output, DEAD_LETTER_DIR, stage, "part-00000.jsonl"),
+                    "\n".join(sorted(dead_lines)) + "\n")
+    skip_counts: dict[str, int] = {}
+    for path in _list(_join(staging, "skipped", "*")):
+        for line in _read_text(path).splitlines():
+            if line.strip():
+                reason = json.loads(line)["reason"]
+                skip_counts[reason] = skip_counts.get(reason, 0) + 1
+
+    index = ShardIndex(
+        schema_version=SCHEMA_VERSION, record=record, stage=stage, shards=tuple(entries),
+        total_rows=total, dead_letters=dict(sorted(dead_counts.items())),
+        skipped=dict(sorted(skip_counts.items())), counts=counts or {},
+        config=to_dict(cfg) if cfg is not None else {},
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    leftovers = _list(_join(staging, "**"))
+    if leftovers:
+        FileSystems.delete(leftovers)
+    _remove_empty_local_dirs(_join(output, STAGING_DIR))
+    _write_text(_join(output, INDEX_FILE), index.to_json())
+    return index
+
+
+def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[str],
+              build: Callable[[beam.Pipeline, str], dict[str, Any] | None],
+              force: bool = False, max_error_rate: float = 1.0,
+              inputs_count: int | None = None) -> StageResult:
+    """Run ``build`` as one transaction into ``output``; print a summary; check the error rate.
+
+    ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index.
+    """
+    output = output.rstrip("/")
+    existing = read_complete_index(output)
+    if existing is not None and not force:
+        print(f"[{stage}] {output} is complete ({existing.total_rows} rows); nothing to do "
+              "(use --force to redo)", file=sys.stderr)
+        return StageResult(existing, output, True)
+    removed = clean_incomplete(output)
+    if removed:
+        print(f"[{stage}] removed {removed} files of an earlier incomplete run", file=sys.stderr)
+    staging = _join(output, STAGING_DIR, uuid.uuid4().hex[:12])
+    options = pipeline_options(beam_args)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    with beam.Pipeline(options=options) as p:
+        counts = build(p, staging)
+    index = commit(stage, record, output, staging, cfg, counts)
+    result = StageResult(index, output, False)
+    print_summary(stage, result)
+    dead = sum(index.dead_letters.values())
+    n_in = inputs_count if inputs_count is not None else index.counts.get("inputs")
+    if n_in and dead / n_in > max_error_rate:
+        raise LlarkError(f"[{stage}] {dead} of {n_in} inputs failed ({dead / n_in:.0%}), above "
+                         f"--max-error-rate {max_error_rate:.0%}; see "
+                         f"{output}/{DEAD_LETTER_DIR}/{stage}/")
+    return result
+
+
+def print_summary(stage: str, result: StageResult) -> None:
+    idx = result.index
+    lines = [f"[{stage}] wrote {idx.total_rows} {idx.record} rows in {len(idx.shards)} "
+             f"shard(s) to {result.output}"]
+    for key, value in sorted(idx.counts.items()):
+        lines.append(f"  {key}: {value}")
+    for reason, n in idx.skipped.items():
+        lines.append(f"  skipped ({reason}): {n}")
+    for et, n in idx.dead_letters.items():
+        lines.append(f"  dead letters ({et}): {n}")
+    if idx.dead_letters:
+        lines.append(f"  dead letters in {result.output}/{DEAD_LETTER_DIR}/{stage}/")
+    print("\n".join(lines), file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- reading inputs
+
+def read_input_rows(pipeline: beam.Pipeline, input_dir: str, record: str,
+                    label: str = "ReadInput") -> beam.PCollection:
+    """Rows (dicts) of a complete shard set; refuses sets without an index or of another
+    schema version (checked here, in the driver, before any worker starts)."""
+    index = read_complete_index(input_dir.rstrip("/"))
+    if index is None:
+        raise LlarkError(f"{input_dir}: no {INDEX_FILE}; run the stage that produces it first")
+    if index.schema_version != SCHEMA_VERSION:
+        raise LlarkError(f"{input_dir}: schema version {index.schema_version}, this code reads "
+                         f"{SCHEMA_VERSION}")
+    if index.record != record:
+        raise LlarkError(f"{input_dir}: holds {index.record!r} records, expected {record!r}")
+    if not index.shards:
+        return pipeline | label >> beam.Create([])
+    pattern = _join(input_dir.rstrip("/"), "part-*.parquet")
+    return pipeline | label >> beam.io.ReadFromParquet(pattern)
