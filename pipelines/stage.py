@@ -370,3 +370,46 @@ def read_input_rows(pipeline: beam.Pipeline, input_dir: str, record: str,
         return pipeline | label >> beam.Create([])
     pattern = _join(input_dir.rstrip("/"), "part-*.parquet")
     return pipeline | label >> beam.io.ReadFromParquet(pattern)
+
+
+# --------------------------------------------------------------------------- command line
+
+@dataclass(frozen=True)
+class StageArgs:
+    """What every stage command takes besides its own config."""
+
+    force: bool
+    max_error_rate: float
+    beam_args: list[str]
+
+
+def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: str
+                     ) -> tuple[Any, StageArgs]:
+    """Flags of ``cls`` (a config dataclass) + ``--config YAML``, ``--force``,
+    ``--max-error-rate``; every other flag passes through to Beam's ``PipelineOptions``."""
+    import argparse
+
+    from llark.config import add_arguments, from_args
+
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     epilog="Other flags go to Beam (e.g. --runner DataflowRunner "
+                                            "--project P --region R --temp_location gs://...).")
+    parser.add_argument("--config", help="YAML file with config keys (flags override it)")
+    parser.add_argument("--force", action="store_true", help="redo even if the output is complete")
+    parser.add_argument("--max-error-rate", type=float, default=0.5,
+                        help="fail the run when more than this fraction of inputs dead-letter")
+    add_arguments(parser, cls)
+    ns, beam_args = parser.parse_known_args(argv)
+    unknown_ours = [a for a in beam_args if a.startswith("--") and "_" not in a.split("=")[0][2:]
+                    and a.split("=")[0] not in _BEAM_DASHED_FLAGS]
+    if unknown_ours:
+        parser.error(f"unknown option(s) {unknown_ours} (Beam's own flags use underscores, "
+                     "e.g. --direct_num_workers)")
+    cfg = from_args(cls, ns, ns.config)
+    return cfg, StageArgs(ns.force, ns.max_error_rate, beam_args)
+
+
+# Beam flags without an underscore that must pass through untouched.
+_BEAM_DASHED_FLAGS = {"--runner", "--project", "--region", "--streaming", "--job_name",
+                      "--zone", "--network", "--subnetwork", "--labels", "--experiments",
+                      "--experiment", "--setup_file", "--requirements_file", "--dataflow_service_options"}
