@@ -417,6 +417,7 @@ EMBEDDING_SCHEMA = pa.schema(
 CONVERSATION_TYPE = pa.struct([
     ("id", pa.string()), ("family", pa.string()), ("turns", pa.list_(TURN_TYPE)),
     ("backend", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()),
+    ("validation_notes", pa.list_(pa.string())),
 ])
 
 
@@ -439,7 +440,8 @@ class TrainingRow:
         row["annotation"] = None if self.annotation is None else self.annotation.to_row()
         row["conversations"] = [
             {"id": c.id, "family": c.family, "turns": _row(c)["turns"], "backend": c.backend,
-             "model": c.model, "prompt_version": c.prompt_version} for c in self.conversations]
+             "model": c.model, "prompt_version": c.prompt_version,
+             "validation_notes": list(c.validation_notes)} for c in self.conversations]
         e = self.embedding
         row.update(encoder=e.encoder, frame_rate_hz=e.frame_rate_hz, n_frames=e.n_frames,
                    dim=e.dim, embedding=e.embedding)
@@ -452,7 +454,8 @@ class TrainingRow:
         convs = tuple(
             Instruction(id=c["id"], clip_id=clip.id, dataset=clip.dataset, family=c["family"],
                         turns=_tuple(c["turns"], Turn.from_row), backend=c["backend"],
-                        model=c.get("model") or "", prompt_version=c["prompt_version"])
+                        model=c.get("model") or "", prompt_version=c["prompt_version"],
+                        validation_notes=_tuple(c.get("validation_notes")))
             for c in r["conversations"])
         emb = Embedding(clip.id, clip.dataset, r["encoder"], float(r["frame_rate_hz"]),
                         int(r["n_frames"]), int(r["dim"]), bytes(r["embedding"]))
