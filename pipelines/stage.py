@@ -356,20 +356,38 @@ def print_summary(stage: str, result: StageResult) -> None:
 
 def read_input_rows(pipeline: beam.Pipeline, input_dir: str, record: str,
                     label: str = "ReadInput") -> beam.PCollection:
-    """Rows (dicts) of a complete shard set; refuses sets without an index or of another
-    schema version (checked here, in the driver, before any worker starts)."""
-    index = read_complete_index(input_dir.rstrip("/"))
-    if index is None:
-        raise LlarkError(f"{input_dir}: no {INDEX_FILE}; run the stage that produces it first")
-    if index.schema_version != SCHEMA_VERSION:
-        raise LlarkError(f"{input_dir}: schema version {index.schema_version}, this code reads "
-                         f"{SCHEMA_VERSION}")
-    if index.record != record:
-        raise LlarkError(f"{input_dir}: holds {index.record!r} records, expected {record!r}")
-    if not index.shards:
+    """Rows (dicts) of one or more complete shard sets (``input_dir`` may list several folders
+    separated by commas, e.g. one per dataset). Refuses sets without an index, of another
+    schema version or of another record type, in the driver, before any worker starts."""
+    folders = [d.strip().rstrip("/") for d in input_dir.split(",") if d.strip()]
+    if not folders:
+        raise LlarkError("no input folder given")
+    patterns = []
+    for folder in folders:
+        index = read_complete_index(folder)
+        if index is None:
+            raise LlarkError(f"{folder}: no {INDEX_FILE}; run the stage that produces it first")
+        if index.schema_version != SCHEMA_VERSION:
+            raise LlarkError(f"{folder}: schema version {index.schema_version}, this code reads "
+                             f"{SCHEMA_VERSION}; rebuild it with this version")
+        if index.record != record:
+            raise LlarkError(f"{folder}: holds {index.record!r} records, expected {record!r}")
+        if index.shards:
+            patterns.append(_join(folder, "part-*.parquet"))
+    if not patterns:
         return pipeline | label >> beam.Create([])
-    pattern = _join(input_dir.rstrip("/"), "part-*.parquet")
-    return pipeline | label >> beam.io.ReadFromParquet(pattern)
+    reads = [pipeline | f"{label}:{n}" >> beam.io.ReadFromParquet(pat)
+             for n, pat in enumerate(patterns)]
+    return reads[0] if len(reads) == 1 else tuple(reads) | f"{label}:Flatten" >> beam.Flatten()
+
+
+def count_input_rows(input_dir: str) -> int:
+    """Total rows of the (comma-separated) input sets, from their indexes."""
+    total = 0
+    for folder in (d.strip().rstrip("/") for d in input_dir.split(",") if d.strip()):
+        index = read_complete_index(folder)
+        total += index.total_rows if index is not None else 0
+    return total
 
 
 # --------------------------------------------------------------------------- command line
