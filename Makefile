@@ -21,6 +21,17 @@ $(STAMP): setup.py
 
 venv: $(STAMP)
 
+# Airflow in its own environment: its protobuf pin conflicts with Beam's.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.llark-installed
+$(AIRFLOW_STAMP):
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV) || python3 -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q -U pip
+	$(AIRFLOW_VENV)/bin/pip install -q "apache-airflow==3.3.*" pyyaml
+	touch $(AIRFLOW_STAMP)
+
+airflow-venv: $(AIRFLOW_STAMP)
+
 # Debian packages the project needs: ffmpeg (decoding what libsndfile cannot), chromium (report
 # test). Installed when missing and when we can (root); otherwise the tests that need them skip.
 system-deps:
@@ -33,7 +44,7 @@ system-deps:
 	  else echo "missing Debian packages:$$need (run as root or: sudo apt-get install$$need)"; fi; \
 	fi
 
-test: venv system-deps
+test: venv airflow-venv system-deps
 	$(PY) -m pytest -q tests
 
 test-fast: venv
