@@ -1,0 +1,243 @@
+"""``llark inspect DIR --report report.html``: one self-contained HTML page with PNG plots.
+
+Plots (embedded as base64 PNG, so the file can be mailed or opened offline): tempo histogram,
+key and mode distribution, chord vocabulary, meter, clip durations, Q&A per family and per
+dataset, validation drops by reason, embedding norms per dataset, dead letters by error type;
+then every stage's counts from its index, the evaluation metrics when present, and a table of
+sample Q&A next to their clip's labels. Reads what it finds under DIR; sections without data
+say so rather than disappearing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipelines.schema import EMBEDDING_DTYPE
+
+MAX_SAMPLE_QA = 12
+NORM_ROWS_PER_SET = 2000
+
+
+def _parts(path: Path) -> list[Path]:
+    return sorted(path.glob("part-*.parquet"))
+
+
+def _record(summary: Any) -> str:
+    return summary.index.record if summary.index is not None else ""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _bar(title: str, counter: Counter | dict, xlabel: str = "", horizontal: bool = False,
+         top: int = 30) -> str | None:
+    import matplotlib.pyplot as plt
+
+    items = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))[:top]
+    if not items:
+        return None
+    labels = [str(k) for k, _ in items]
+    values = [v for _, v in items]
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(items)) if horizontal else 3.2))
+    if horizontal:
+        ax.barh(labels[::-1], values[::-1], color="#4C72B0")
+        ax.set_xlabel("count")
+    else:
+        ax.bar(labels, values, color="#4C72B0")
+        ax.set_ylabel("count")
+        ax.tick_params(axis="x", rotation=45 if len(items) > 6 else 0)
+    ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    return _png(fig)
+
+
+def _hist(title: str, values: list[float], xlabel: str, bins: int = 30,
+          groups: dict[str, list[float]] | None = None) -> str | None:
+    import matplotlib.pyplot as plt
+
+    if not values and not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    if groups:
+        ax.hist(list(groups.values()), bins=bins, label=list(groups), stacked=True)
+        ax.legend(fontsize=8)
+    else:
+        ax.hist(values, bins=bins, color="#4C72B0")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("clips")
+    return _png(fig)
+
+
+def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
+    """Everything the plots need, read column-wise from the shard sets under ``root``."""
+    data: dict[str, Any] = {
+        "tempo": [], "keys": Counter(), "modes": Counter(), "chords": Counter(),
+        "meter": Counter(), "durations": defaultdict(list), "families": Counter(),
+        "qa_datasets": Counter(), "drops": Counter(), "norms": defaultdict(list),
+        "dead": Counter(), "labels": {}, "qa": [], "stages": [], "eval": {},
+    }
+    for s in summaries:
+        rec = _record(s)
+        for et, n in s.dead_letters.items():
+            data["dead"][f"{et}"] += n
+        if s.index is not None:
+            idx = s.index
+            data["stages"].append({
+                "set": str(s.path.relative_to(root)) if s.path != root else ".",
+                "stage": idx.stage, "record": idx.record, "rows": s.rows,
+                "dead": sum(s.dead_letters.values()), "skipped": sum(idx.skipped.values()),
+                "detail": ", ".join(f"{k}={v}" for k, v in sorted(idx.skipped.items()))})
+            for key, value in idx.counts.items():
+                if key.startswith("dropped") and isinstance(value, (int, float)):
+                    data["drops"][key.split(":", 1)[-1]] += value
+            for reason, n in idx.skipped.items():
+                if rec == "instruction":
+                    data["drops"][f"skipped: {reason}"] += n
+        for part in _parts(s.path):
+            pf = pq.ParquetFile(part)
+            names = pf.schema_arrow.names
+            if rec in ("clip", "annotated_clip") and {"start_s", "end_s", "dataset"} <= set(names):
+                t = pf.read(columns=["dataset", "start_s", "end_s"]).to_pydict()
+                if rec == "clip":
+                    for ds, a, b in zip(t["dataset"], t["start_s"], t["end_s"]):
+                        data["durations"][ds].append(b - a)
+            if rec == "annotated_clip":
+                t = pf.read(columns=["id", "annotation"]).to_pydict()
+                for cid, ann in zip(t["id"], t["annotation"]):
+                    data["labels"][cid] = ann
+                    if ann["is_silent"]:
+                        continue
+                    data["tempo"].append(ann["tempo_bpm"])
+                    if ann["key"]:
+                        data["keys"][ann["key"]] += 1
+                        data["modes"][ann["key"].split()[-1]] += 1
+                    data["meter"][f"{ann['meter']}/4" if ann["meter"] else "unknown"] += 1
+                    for ch in ann["chords"]:
+                        data["chords"][ch["label"]] += 1
+            if rec == "instruction":
+                t = pf.read(columns=["clip_id", "dataset", "family", "turns"]).to_pydict()
+                for cid, ds, fam, turns in zip(t["clip_id"], t["dataset"], t["family"], t["turns"]):
+                    data["families"][fam] += 1
+                    data["qa_datasets"][ds] += 1
+                    if len(data["qa"]) < 400:
+                        data["qa"].append((cid, fam, turns))
+            if rec in ("embedding", "training_row") and len(data["norms"]) < 50:
+                id_col = "clip_id" if rec == "embedding" else "id"
+                if sum(map(len, data["norms"].values())) >= NORM_ROWS_PER_SET * 4:
+                    continue
+                for rg in range(pf.num_row_groups):
+                    t = pf.read_row_group(rg, columns=[id_col, "dataset", "n_frames", "dim",
+                                                       "embedding"]).to_pydict()
+                    for ds, n, d, blob in zip(t["dataset"], t["n_frames"], t["dim"], t["embedding"]):
+                        frames = np.frombuffer(blob, dtype=EMBEDDING_DTYPE).reshape(n, d)
+                        norm = float(np.linalg.norm(frames.astype(np.float32), axis=1).mean())
+                        data["norms"][f"{ds} ({rec})"].append(norm)
+    for path in sorted(root.rglob("*.json")):
+        if path.parent.name == "eval" and not path.name.startswith("_"):
+            try:
+                data["eval"][path.name] = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                continue
+    return data
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, (int, float, str, bool)) or value is None:
+        out.append((prefix, f"{value:.4g}" if isinstance(value, float) else str(value)))
+
+
+def render(root: Path, data: dict[str, Any]) -> str:
+    plots: list[tuple[str, str | None]] = [
+        ("Tempo (BPM)", _hist("Tempo", data["tempo"], "BPM")),
+        ("Keys", _bar("Key", data["keys"], horizontal=True)),
+        ("Mode", _bar("Mode", data["modes"])),
+        ("Chord vocabulary", _bar("Chord labels (segments)", data["chords"], horizontal=True)),
+        ("Meter", _bar("Meter (beats per bar)", data["meter"])),
+        ("Clip durations", _hist("Clip duration", [], "seconds", groups=dict(data["durations"]))
+         if data["durations"] else None),
+        ("Q&A per family", _bar("Conversations per family", data["families"])),
+        ("Q&A per dataset", _bar("Conversations per dataset", data["qa_datasets"])),
+        ("Validation drops by reason", _bar("Dropped or skipped instructions", data["drops"],
+                                            horizontal=True)),
+        ("Embedding norms", _hist("Mean frame L2 norm", [], "norm", groups=dict(data["norms"]))
+         if data["norms"] else None),
+        ("Dead letters by error type", _bar("Dead letters", data["dead"], horizontal=True)),
+    ]
+    esc = html.escape
+    out = ["<!doctype html><html><head><meta charset='utf-8'><title>llark report</title><style>",
+           "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}",
+           ".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1em}",
+           ".card{border:1px solid #ddd;border-radius:6px;padding:.6em}",
+           "table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;",
+           "padding:.25em .5em;vertical-align:top;text-align:left}img{max-width:100%}",
+           ".empty{color:#888;font-style:italic}</style></head><body>",
+           f"<h1>llark report</h1><p>{esc(str(root.resolve()))}</p>",
+           "<h2>Stages</h2><table><tr><th>set</th><th>stage</th><th>record</th><th>rows</th>"
+           "<th>dead letters</th><th>skipped</th><th>skip reasons</th></tr>"]
+    for st in data["stages"]:
+        out.append("<tr>" + "".join(f"<td>{esc(str(st[k]))}</td>" for k in
+                                    ("set", "stage", "record", "rows", "dead", "skipped",
+                                     "detail")) + "</tr>")
+    out.append("</table><h2>Plots</h2><div class='grid'>")
+    for title, png in plots:
+        body = (f"<img class='plot' alt='{esc(title)}' src='data:image/png;base64,{png}'>"
+                if png else "<p class='empty'>no data for this plot in this folder</p>")
+        out.append(f"<div class='card'><h3>{esc(title)}</h3>{body}</div>")
+    out.append("</div>")
+    if data["eval"]:
+        out.append("<h2>Evaluation</h2>")
+        for name, value in data["eval"].items():
+            rows: list[tuple[str, str]] = []
+            _flatten("", value, rows)
+            out.append(f"<h3>{esc(name)}</h3><table>" + "".join(
+                f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows[:80]) + "</table>")
+    out.append("<h2>Sample Q&amp;A</h2><table><tr><th>clip</th><th>labels</th><th>family</th>"
+               "<th>conversation</th></tr>")
+    seen_fam: Counter = Counter()
+    for cid, fam, turns in data["qa"]:
+        if seen_fam[fam] >= MAX_SAMPLE_QA // 3 + 1 or sum(seen_fam.values()) >= MAX_SAMPLE_QA:
+            continue
+        seen_fam[fam] += 1
+        ann = data["labels"].get(cid)
+        labels = ("—" if ann is None else
+                  f"{ann['key'] or 'no key'}, {ann['tempo_bpm']:.0f} BPM, {ann['meter']}/4, "
+                  + " ".join(c["label"] for c in ann["chords"][:6]))
+        conv = "<br>".join(f"<b>{esc(t['role'])}</b>: {esc(t['content'])}" for t in turns)
+        out.append(f"<tr><td>{esc(cid)}</td><td>{esc(labels)}</td><td>{esc(fam)}</td>"
+                   f"<td>{conv}</td></tr>")
+    # lets a headless browser (and the test) confirm every plot decoded and has a size
+    out.append("</table><script>window.addEventListener('load',function(){var i=document."
+               "querySelectorAll('img.plot');var ok=0;i.forEach(function(x){if(x.complete&&"
+               "x.naturalWidth>0)ok++});document.body.setAttribute('data-plots',i.length);"
+               "document.body.setAttribute('data-plots-rendered',ok)});</script></body></html>")
+    return "\n".join(out)
+
+
+def write_report(root: Path, summaries: list[Any], out_path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    data = collect(root, summaries)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(render(root, data), encoding="utf-8")
+    return out_path

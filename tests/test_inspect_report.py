@@ -1,0 +1,81 @@
+"""`llark inspect` summaries and the HTML report (rendered in headless Chromium when present)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from pipelines import schema as s
+from pipelines.inspect import run as inspect_run
+from tests import setfactory as f
+
+
+@pytest.fixture()
+def work(tmp_path):
+    clips = [f.clip(i, ds) for i, ds in enumerate(["fma", "fma", "musiccaps", "musicnet"])]
+    dead = [s.DeadLetter("ingest", "fma:000099", "AudioNotFoundError", "audio file not found: x",
+                         "/data/x.mp3")]
+    f.write_set(tmp_path / "clips" / "all", clips, "clip", "ingest", dead, {"inputs": 5})
+    ann = [s.AnnotatedClip(c, f.annotation(c, key, tempo)) for c, key, tempo in
+           zip(clips, ["A minor", "C major", "F# minor", "C major"], [90.0, 120.0, 140.0, 120.0])]
+    f.write_set(tmp_path / "annotations", ann, "annotated_clip", "annotate")
+    inst = [f.instruction(c, fam) for c in clips for fam in ("mir", "caption")]
+    f.write_set(tmp_path / "instructions", inst, "instruction", "instruct",
+                counts={"dropped:grounding_key": 2}, skipped={"reasoning_needs_llm": 4})
+    f.write_set(tmp_path / "embeddings", [f.embedding(c) for c in clips], "embedding", "embed")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text('{"key": {"mirex": 0.41}, "tempo": {"acc1": 0.2}}')
+    return tmp_path
+
+
+def test_inspect_prints_counts_and_dead_letters(work, capsys):
+    assert inspect_run([str(work)]) == 0
+    out = capsys.readouterr().out
+    assert "by dataset: fma=2, musiccaps=1, musicnet=1" in out
+    assert "dead letters AudioNotFoundError: 1" in out
+    assert "by family: caption=4, mir=4" in out
+    assert "skipped (reasoning_needs_llm): 4" in out
+    assert re.search(r"4 set\(s\), 20 rows, 1 dead letters, 0 incomplete", out)
+
+
+def test_inspect_flags_incomplete_sets(work, capsys):
+    (work / "embeddings" / s.INDEX_FILE).unlink()
+    assert inspect_run([str(work)]) == 1
+    assert "incomplete" in capsys.readouterr().out
+
+
+def test_report_has_every_plot_and_table(work, capsys):
+    out = work / "report.html"
+    assert inspect_run([str(work), "--report", str(out)]) == 0
+    page = out.read_text()
+    for title in ("Tempo (BPM)", "Keys", "Mode", "Chord vocabulary", "Meter", "Clip durations",
+                  "Q&amp;A per family", "Q&amp;A per dataset", "Validation drops by reason",
+                  "Embedding norms", "Dead letters by error type"):
+        assert f"<h3>{title}</h3><img class='plot'" in page, title
+    assert page.count("data:image/png;base64,") == 11
+    assert "no data for this plot" not in page
+    assert "metrics.json" in page and "0.41" in page
+    assert "It is in A minor." in page and "A minor, 90 BPM, 4/4" in page
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no headless Chromium (Debian package chromium)")
+def test_report_renders_in_headless_chromium(work, tmp_path):
+    out = work / "report.html"
+    inspect_run([str(work), "--report", str(out)])
+    profile = tmp_path / "chrome-profile"
+    proc = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+         "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r'data-plots="(\d+)" data-plots-rendered="(\d+)"', proc.stdout)
+    assert m, "the report's load script did not run"
+    assert m.group(1) == m.group(2) == "11"
