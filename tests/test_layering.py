@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("llark", "pipelines", "annotate", "embed", "model", "dags")
-HEAVY = ("apache_beam", "torch", "transformers", "accelerate", "airflow", "madmom", "essentia",
+HEAVY = ("apache_beam", "torch", "transformers", "accelerate", "madmom", "essentia",
          "jukebox", "librosa", "pyarrow", "numpy")
 
 
