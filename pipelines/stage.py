@@ -304,12 +304,15 @@ def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
 
 
 def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[str],
-              build: Callable[[beam.Pipeline, str], dict[str, Any] | None],
+              build: Callable[[beam.Pipeline, str],
+                              dict[str, Any] | Callable[[], dict[str, Any]] | None],
               force: bool = False, max_error_rate: float = 1.0,
               inputs_count: int | None = None) -> StageResult:
     """Run ``build`` as one transaction into ``output``; print a summary; check the error rate.
 
-    ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index.
+    ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index,
+    or a no-argument callable returning them, called after the pipeline has finished and before
+    the commit (so it can read what was staged under ``staging``).
     """
     output = output.rstrip("/")
     existing = read_complete_index(output)
@@ -325,6 +328,9 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     with beam.Pipeline(options=options) as p:
         counts = build(p, staging)
+    if callable(counts):
+        # Counts that need the finished run (e.g. rows per split), read from the staged files.
+        counts = counts()
     index = commit(stage, record, output, staging, cfg, counts)
     result = StageResult(index, output, False)
     print_summary(stage, result)
