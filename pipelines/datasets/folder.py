@@ -1,0 +1,227 @@
+"""``folder``: any directory of audio files, with optional metadata keyed by file name.
+
+Layout::
+
+    <data-dir>/**/<name>.<ext>       # wav flac mp3 ogg oga opus m4a aac aif aiff webm, any depth
+    <data-dir>/metadata.csv          # optional (or metadata.jsonl, or --metadata FILE)
+
+The metadata (CSV with a header, or JSON lines) has a ``file_name`` column: the audio file's
+path relative to the data directory (``--audio-dir`` when given). Other recognised columns:
+``title, artist, album, caption, composer, composition, movement, ensemble`` (text),
+``tags, genres, aspects, instruments`` (lists: a JSON/Python list literal, or text separated by
+``;`` — or by ``,`` when there is no ``;``; JSON lines may hold real lists) and ``split``
+(train/validation/test/eval; default train). Unknown columns are ignored with a warning.
+
+Every metadata row is an input; a row naming a file that does not exist becomes a dead letter
+(``AudioNotFoundError``); audio files without a row are ingested with empty metadata. The source
+ID is the file's relative path (``%`` and ``:`` percent-encoded, since IDs are parsed on ``:``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from llark.errors import ConfigError, LlarkError, MetadataError
+from pipelines.datasets.common import (
+    AUDIO_EXTENSIONS,
+    BadRow,
+    ReaderOptions,
+    TrackTask,
+    bad_row,
+    basename,
+    csv_rows,
+    dedupe,
+    exists,
+    is_uri,
+    join,
+    list_files,
+    parse_str_list,
+    read_text,
+    safe_relative,
+)
+from pipelines.schema import SPLITS, track_id
+
+log = logging.getLogger("llark.datasets")
+
+DATASET = "folder"
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")
+KEY = "file_name"
+TEXT_FIELDS = ("title", "artist", "album", "caption", "composer", "composition", "movement",
+               "ensemble")
+LIST_FIELDS = ("tags", "genres", "aspects", "instruments")
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One metadata record, as text or lists, with where it came from."""
+
+    line: str
+    key: str
+    values: tuple[tuple[str, str | tuple[str, ...]], ...]
+
+
+def source_id_of(relative: str) -> str:
+    """Relative path → source ID (``%``, ``:``, CR and LF percent-encoded)."""
+    return (relative.replace("%", "%25").replace(":", "%3A").replace("\n", "%0A")
+            .replace("\r", "%0D"))
+
+
+def is_audio(path: str) -> bool:
+    name = basename(path)
+    return "." in name and name.rsplit(".", 1)[1].lower() in AUDIO_EXTENSIONS
+
+
+def list_audio(root: str) -> dict[str, str]:
+    """``{relative posix path: uri}`` of every audio file under ``root`` (any depth)."""
+    out: dict[str, str] = {}
+    prefix = root.rstrip("/") + "/"
+    for path in list_files(join(root, "**")):
+        if not is_audio(path):
+            continue
+        if is_uri(root):
+            rel = path[len(prefix):] if path.startswith(prefix) else basename(path)
+        else:
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+        out[rel] = path
+    return out
+
+
+def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRow]:
+    """Metadata rows first (file order), then audio files without a row (sorted by path)."""
+    root = opts.audio_dir or data_dir
+    audio = list_audio(root)
+    meta = opts.metadata
+    if not meta:
+        present = [join(data_dir, m) for m in METADATA_FILES if exists(join(data_dir, m))]
+        if len(present) > 1:
+            raise ConfigError(f"both {METADATA_FILES[0]} and {METADATA_FILES[1]} are in "
+                              f"{data_dir}; choose one with --metadata")
+        meta = present[0] if present else ""
+    if not meta and not audio:
+        raise MetadataError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+    rows: list[_Row | BadRow] = []
+    if meta:
+        text = read_text(meta, "folder metadata")
+        name = basename(meta)
+        rows = list(_jsonl_rows(text, name) if meta.lower().endswith((".jsonl", ".json"))
+                    else _csv_rows(text, name))
+    return dedupe(_tasks(rows, audio, root))
+
+
+def _tasks(rows: list[_Row | BadRow], audio: dict[str, str], root: str
+           ) -> Iterator[TrackTask | BadRow]:
+    named: set[str] = set()
+    for row in rows:
+        if isinstance(row, BadRow):
+            yield row
+            continue
+        try:
+            rel = safe_relative(row.key, root)
+        except LlarkError as exc:
+            yield bad_row(DATASET, exc, row.line, row_key=_row_key(row.line))
+            continue
+        named.add(rel)
+        sid = source_id_of(rel)
+        try:
+            values = dict(row.values)
+            split = str(values.pop("split", "") or "train")
+            if split not in SPLITS:
+                raise MetadataError(f"split {split!r} is not one of {SPLITS}")
+            yield TrackTask(id=track_id(DATASET, sid), dataset=DATASET, source_id=sid,
+                            split=split, audio_uri=audio.get(rel) or join(root, *rel.split("/")),
+                            row=row.line, **values)
+        except LlarkError as exc:
+            yield bad_row(DATASET, exc, row.line, source_id=sid, row_key=_row_key(row.line))
+    for rel in sorted(set(audio) - named):
+        sid = source_id_of(rel)
+        yield TrackTask(id=track_id(DATASET, sid), dataset=DATASET, source_id=sid, split="train",
+                        audio_uri=audio[rel], row="audio file without a metadata row")
+
+
+def _row_key(line: str) -> str:
+    """``"metadata.csv line 3"`` → ``"metadata.csv#L3"``."""
+    return line.replace(" line ", "#L")
+
+
+def _list_value(value: object, what: str) -> tuple[str, ...]:
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise MetadataError(f"{what}: expected a list of strings, got {value!r}")
+        return tuple(v.strip() for v in value if v.strip())
+    if not isinstance(value, str):
+        raise MetadataError(f"{what}: expected text or a list of strings, got {value!r}")
+    text = value.strip()
+    if text.startswith("["):
+        return parse_str_list(text, what)
+    sep = ";" if ";" in text else ","
+    return tuple(v.strip() for v in text.split(sep) if v.strip())
+
+
+def _record(raw: dict[str, object], line: str) -> _Row:
+    """Typed values of one record (unknown keys were reported by the caller)."""
+    key = raw.get(KEY)
+    if not isinstance(key, str) or not key:
+        raise MetadataError(f"no {KEY!r} value")
+    values: list[tuple[str, str | tuple[str, ...]]] = []
+    for name in TEXT_FIELDS + ("split",):
+        value = raw.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise MetadataError(f"{name}: expected text, got {value!r}")
+        values.append((name, str(value).strip()))
+    for name in LIST_FIELDS:
+        value = raw.get(name)
+        if value is None or value == "":
+            continue
+        values.append((name, _list_value(value, name)))
+    return _Row(line, key, tuple(values))
+
+
+def _warn_unknown(columns: list[str], name: str) -> None:
+    unknown = sorted(set(columns) - {KEY, "split", *TEXT_FIELDS, *LIST_FIELDS})
+    if unknown:
+        log.warning("%s: ignoring unknown column(s) %s (known: %s, split, %s, %s)", name, unknown,
+                    KEY, ", ".join(TEXT_FIELDS), ", ".join(LIST_FIELDS))
+
+
+def _csv_rows(text: str, name: str) -> Iterator[_Row | BadRow]:
+    rows = iter(csv_rows(text, ",", name))
+    header = next(rows, None)
+    columns = [c.strip() for c in header.values] if header else []
+    if KEY not in columns:
+        raise MetadataError(f"{name}: needs a {KEY!r} column; found {columns}")
+    _warn_unknown(columns, name)
+    for row in rows:
+        where = f"{name} line {row.line}"
+        try:
+            if len(row.values) != len(columns):
+                raise MetadataError(f"row has {len(row.values)} fields, the header has "
+                                    f"{len(columns)}")
+            yield _record(dict(zip(columns, row.values)), where)
+        except LlarkError as exc:
+            yield bad_row(DATASET, exc, where, row_key=f"{name}#L{row.line}")
+
+
+def _jsonl_rows(text: str, name: str) -> Iterator[_Row | BadRow]:
+    seen_columns: set[str] = set()
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{name} line {n}"
+        try:
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MetadataError(f"not valid JSON: {exc}") from exc
+            if not isinstance(raw, dict):
+                raise MetadataError(f"expected a JSON object, got {type(raw).__name__}")
+            seen_columns |= set(raw)
+            yield _record(raw, where)
+        except LlarkError as exc:
+            yield bad_row(DATASET, exc, where, row_key=f"{name}#L{n}")
+    _warn_unknown(sorted(seen_columns), name)
