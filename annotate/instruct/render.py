@@ -1,0 +1,95 @@
+"""A clip's metadata and annotations as readable text for a prompt.
+
+One fact per line (``Tempo: about 140 BPM (confidence 0.91)``), a chord timeline in seconds,
+a note summary for score-aligned datasets. Facts below the confidence threshold are marked so
+the writer leaves them out. IDs, file names and URIs are never rendered.
+"""
+
+from __future__ import annotations
+
+from annotate.instruct.facts import ChordSpan, ClipFacts
+from annotate.instruct.music import readable_chord
+
+MAX_CHORD_LINES = 24
+MIN_CHORD_S = 0.25          # shorter chord segments are folded into their neighbours
+
+
+def fmt_conf(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _low(conf: float, min_confidence: float) -> str:
+    return (f" (confidence {fmt_conf(conf)}: LOW, do not state it)" if conf < min_confidence
+            else f" (confidence {fmt_conf(conf)})")
+
+
+def chord_timeline(chords: tuple[ChordSpan, ...]) -> list[ChordSpan]:
+    """Merge repeats and fold segments shorter than :data:`MIN_CHORD_S` into the previous one."""
+    out: list[ChordSpan] = []
+    for span in chords:
+        if out and (span.label == out[-1].label or span.end_s - span.start_s < MIN_CHORD_S):
+            out[-1] = ChordSpan(out[-1].start_s, span.end_s, out[-1].label)
+        else:
+            out.append(span)
+    return out
+
+
+def render_facts(facts: ClipFacts, min_confidence: float = 0.3) -> str:
+    """The facts block of a prompt (plain text, one fact per line)."""
+    lines = [f"Excerpt length: {facts.duration_s:.0f} seconds"]
+    if facts.is_silent:
+        lines.append("The excerpt is silent.")
+    if facts.title:
+        lines.append(f"Title: {facts.title}")
+    if facts.artist:
+        lines.append(f"Artist: {facts.artist}")
+    if facts.album:
+        lines.append(f"Album: {facts.album}")
+    if facts.composer:
+        lines.append(f"Composer: {facts.composer}")
+    if facts.composition:
+        work = facts.composition + (f", {facts.movement}" if facts.movement else "")
+        lines.append(f"Composition: {work}")
+    if facts.ensemble:
+        lines.append(f"Ensemble: {facts.ensemble}")
+    if facts.genres:
+        lines.append(f"Genres: {', '.join(facts.genres)}")
+    if facts.tags:
+        lines.append(f"Tags: {', '.join(facts.tags)}")
+    if facts.caption:
+        lines.append(f"Description: {facts.caption.strip()}")
+    if facts.aspects:
+        lines.append(f"Aspects: {', '.join(facts.aspects)}")
+    if facts.instruments:
+        suffix = " (complete list of what plays)" if facts.instruments_complete else ""
+        lines.append(f"Instruments: {', '.join(facts.instruments)}{suffix}")
+    if facts.tempo_bpm > 0:
+        lines.append(f"Tempo: about {facts.tempo_bpm:.0f} BPM"
+                     f"{_low(facts.tempo_confidence, min_confidence)}")
+    else:
+        lines.append("Tempo: unknown (do not state one)")
+    if facts.meter > 0:
+        lines.append(f"Meter: {facts.meter} beats per bar"
+                     f"{_low(facts.meter_confidence, min_confidence)}")
+    else:
+        lines.append("Meter: unknown (do not state one)")
+    if facts.key:
+        lines.append(f"Key: {facts.key}{_low(facts.key_confidence, min_confidence)}")
+    else:
+        lines.append("Key: none detected (do not state one)")
+    timeline = [c for c in chord_timeline(facts.chords)]
+    if any(c.label not in ("N", "X") for c in timeline):
+        conf = _low(facts.chords_confidence, min_confidence).strip()[1:-1]
+        lines.append(f"Chords (seconds from the start; {conf}):")
+        for span in timeline[:MAX_CHORD_LINES]:
+            lines.append(f"  {span.start_s:.1f}-{span.end_s:.1f} {readable_chord(span.label)}")
+        if len(timeline) > MAX_CHORD_LINES:
+            lines.append(f"  ... and {len(timeline) - MAX_CHORD_LINES} more chord changes")
+    else:
+        lines.append("Chords: none detected (do not name any)")
+    if facts.notes is not None:
+        n = facts.notes
+        per = ", ".join(f"{name} {count}" for name, count in n.instruments)
+        lines.append(f"Notes from the score: {n.n_notes} notes from {n.lowest} to {n.highest}, "
+                     f"about {n.notes_per_s:g} per second; notes per instrument: {per}")
+    return "\n".join(lines)
