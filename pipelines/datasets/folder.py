@@ -57,11 +57,11 @@ LIST_FIELDS = ("tags", "genres", "aspects", "instruments")
 
 @dataclass(frozen=True)
 class _Row:
-    """One metadata record, as text or lists, with where it came from."""
+    """One metadata record as read (values not yet checked), with where it came from."""
 
     line: str
-    key: str
-    values: tuple[tuple[str, str | tuple[str, ...]], ...]
+    key: object
+    raw: tuple[tuple[str, object], ...]
 
 
 def source_id_of(relative: str) -> str:
@@ -120,6 +120,8 @@ def _tasks(rows: list[_Row | BadRow], audio: dict[str, str], root: str
             yield row
             continue
         try:
+            if not isinstance(row.key, str) or not row.key:
+                raise MetadataError(f"no {KEY!r} value")
             rel = safe_relative(row.key, root)
         except LlarkError as exc:
             yield bad_row(DATASET, exc, row.line, row_key=_row_key(row.line))
@@ -127,7 +129,7 @@ def _tasks(rows: list[_Row | BadRow], audio: dict[str, str], root: str
         named.add(rel)
         sid = source_id_of(rel)
         try:
-            values = dict(row.values)
+            values = dict(_values(dict(row.raw)))
             split = str(values.pop("split", "") or "train")
             if split not in SPLITS:
                 raise MetadataError(f"split {split!r} is not one of {SPLITS}")
@@ -161,11 +163,9 @@ def _list_value(value: object, what: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(sep) if v.strip())
 
 
-def _record(raw: dict[str, object], line: str) -> _Row:
-    """Typed values of one record (unknown keys were reported by the caller)."""
-    key = raw.get(KEY)
-    if not isinstance(key, str) or not key:
-        raise MetadataError(f"no {KEY!r} value")
+def _values(raw: dict[str, object]) -> list[tuple[str, str | tuple[str, ...]]]:
+    """Typed values of the recognised fields of one record (unknown keys are reported once per
+    file by the caller)."""
     values: list[tuple[str, str | tuple[str, ...]]] = []
     for name in TEXT_FIELDS + ("split",):
         value = raw.get(name)
@@ -179,7 +179,11 @@ def _record(raw: dict[str, object], line: str) -> _Row:
         if value is None or value == "":
             continue
         values.append((name, _list_value(value, name)))
-    return _Row(line, key, tuple(values))
+    return values
+
+
+def _record(raw: dict[str, object], line: str) -> _Row:
+    return _Row(line, raw.get(KEY), tuple(raw.items()))
 
 
 def _warn_unknown(columns: list[str], name: str) -> None:
