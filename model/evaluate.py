@@ -1,0 +1,325 @@
+"""``llark eval``: score ``llark infer`` answers with the paper's metrics.
+
+    llark eval --predictions preds.jsonl --output DIR      → DIR/metrics.json, DIR/report.md
+
+* key: the answer is parsed for a key (``"F# minor"``, ``"Bb major"``, ``"the key of D"``
+  = D major) and scored with MIREX's weighted score (``mir_eval.key.weighted_score``: 1 same,
+  0.5 fifth, 0.3 relative, 0.2 parallel); an answer without a key scores 0.
+* tempo: the first number of the answer (the one next to "BPM" when there is one). Acc1: within
+  4 % of the reference; Acc2: within 4 % of the reference times 1, 2, ½, 3 or ⅓.
+* genre: the answer is searched for the genres of the dataset's vocabulary (every genre label
+  of that dataset in the predictions file); the first one mentioned is the prediction; correct
+  when it is one of the clip's genres. Accuracy.
+* instruments: every instrument of the dataset's vocabulary the answer mentions; precision,
+  recall and F1 against the clip's instruments (micro over all clips, and the mean per clip).
+* conversations (``--questions conversations``): token F1 against the reference answer, per family.
+
+The references are the clip's labels carried in each prediction line (key and tempo from the
+clip's annotation, genres and instruments from its metadata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+NOTE = r"(?P<tonic>[A-G])(?P<acc>\s?(?:#|♯|b|♭|-?sharp|-?flat))?"
+MODE = r"(?P<mode>major|minor|maj|min|m)\b"
+KEY_WITH_MODE = re.compile(rf"(?<![A-Za-z]){NOTE}\s*-?\s*{MODE}", re.IGNORECASE)
+KEY_OF = re.compile(rf"\bkey\s*(?:of|is|:)?\s*{NOTE}(?![A-Za-z])", re.IGNORECASE)
+NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)")
+BPM_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats per minute)", re.IGNORECASE)
+TEMPO_FACTORS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+TEMPO_TOLERANCE = 0.04
+
+
+# --------------------------------------------------------------------------- parsing
+
+def parse_key(text: str) -> str | None:
+    """A key named in ``text`` as ``"<tonic> major|minor"`` (mir_eval's format), or None."""
+    def tonic(m: re.Match) -> str | None:
+        t = m.group("tonic")
+        if not t.isupper():               # "a minor chord", "b" etc. are words, not tonics
+            return None
+        acc = (m.group("acc") or "").strip().lower().lstrip("-")
+        if acc in ("#", "♯", "sharp"):
+            t += "#"
+        elif acc in ("b", "♭", "flat"):
+            t += "b"
+        return t
+
+    for m in KEY_WITH_MODE.finditer(text):
+        t = tonic(m)
+        if t is None:
+            continue
+        mode = m.group("mode").lower()
+        if mode == "m" and m.group("mode") == "M":
+            continue
+        return f"{t} {'minor' if mode in ('minor', 'min', 'm') else 'major'}"
+    for m in KEY_OF.finditer(text):
+        t = tonic(m)
+        if t is not None:
+            return f"{t} major"
+    return None
+
+
+def parse_tempo(text: str) -> float | None:
+    """The tempo in BPM an answer states, or None."""
+    m = BPM_NUMBER.search(text)
+    if m:
+        return float(m.group(1))
+    for m in NUMBER.finditer(text):
+        value = float(m.group(1))
+        if 20 <= value <= 400:
+            return value
+    return None
+
+
+def _term_pattern(term: str) -> re.Pattern:
+    t = re.escape(term.lower()).replace(r"\ ", r"[\s\-]+")
+    if term.lower().endswith("s"):
+        t = t[:-1] + "s?"
+    else:
+        t += "(?:s|es)?"
+    return re.compile(rf"(?<![\w]){t}(?![\w])", re.IGNORECASE)
+
+
+def find_terms(text: str, vocabulary: Iterable[str]) -> list[str]:
+    """Vocabulary terms mentioned in ``text``, in order of first mention (longest match wins)."""
+    spans: list[tuple[int, int, str]] = []
+    for term in sorted(set(vocabulary), key=lambda v: (-len(v), v)):
+        for m in _term_pattern(term).finditer(text):
+            if any(s < m.end() and m.start() < e for s, e, _ in spans):
+                continue
+            spans.append((m.start(), m.end(), term))
+            break
+    return [term for _, _, term in sorted(spans)]
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    p = re.findall(r"\w+", prediction.lower())
+    r = re.findall(r"\w+", reference.lower())
+    if not p or not r:
+        return float(p == r)
+    common = sum((Counter(p) & Counter(r)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+# --------------------------------------------------------------------------- scoring
+
+def key_score(reference: str, estimate: str | None) -> float:
+    import mir_eval
+
+    if estimate is None:
+        return 0.0
+    return float(mir_eval.key.weighted_score(reference, estimate))
+
+
+def tempo_scores(reference: float, estimate: float | None) -> tuple[bool, bool]:
+    """(Acc1, Acc2) of one estimate."""
+    if estimate is None or reference <= 0:
+        return False, False
+    acc1 = abs(estimate - reference) <= TEMPO_TOLERANCE * reference
+    acc2 = any(abs(estimate - reference * f) <= TEMPO_TOLERANCE * reference * f
+               for f in TEMPO_FACTORS)
+    return acc1, acc2
+
+
+@dataclass
+class Scored:
+    record: dict[str, Any]
+    parsed: Any
+    score: dict[str, float]
+
+
+def _norm(items: Sequence[str]) -> set[str]:
+    return {i.lower() for i in items}
+
+
+def evaluate(records: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[Scored]]:
+    """Metrics of ``llark infer`` records; returns (metrics, per-record scores)."""
+    genre_vocab: dict[str, set[str]] = defaultdict(set)
+    instrument_vocab: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        labels = r.get("labels") or {}
+        genre_vocab[labels.get("dataset", "")].update(labels.get("genres") or ())
+        instrument_vocab[labels.get("dataset", "")].update(labels.get("instruments") or ())
+
+    scored: list[Scored] = []
+    for r in records:
+        labels = r.get("labels") or {}
+        answer = r.get("prediction", "")
+        task, ds = r.get("task"), labels.get("dataset", "")
+        if task == "key" and labels.get("key"):
+            est = parse_key(answer)
+            scored.append(Scored(r, est, {"weighted": key_score(labels["key"], est),
+                                          "parsed": float(est is not None)}))
+        elif task == "tempo" and labels.get("tempo_bpm"):
+            est = parse_tempo(answer)
+            a1, a2 = tempo_scores(float(labels["tempo_bpm"]), est)
+            scored.append(Scored(r, est, {"acc1": float(a1), "acc2": float(a2),
+                                          "parsed": float(est is not None)}))
+        elif task == "genre" and labels.get("genres"):
+            found = find_terms(answer, genre_vocab[ds])
+            est = found[0] if found else None
+            scored.append(Scored(r, est, {
+                "correct": float(est is not None and est.lower() in _norm(labels["genres"])),
+                "parsed": float(est is not None)}))
+        elif task == "instruments" and labels.get("instruments"):
+            est_set = _norm(find_terms(answer, instrument_vocab[ds]))
+            ref_set = _norm(labels["instruments"])
+            tp = len(est_set & ref_set)
+            p = tp / len(est_set) if est_set else 0.0
+            rc = tp / len(ref_set)
+            f1 = 2 * p * rc / (p + rc) if p + rc else 0.0
+            scored.append(Scored(r, sorted(est_set), {"tp": tp, "fp": len(est_set) - tp,
+                                                      "fn": len(ref_set) - tp, "f1": f1,
+                                                      "parsed": float(bool(est_set))}))
+        elif task == "conversation" and r.get("reference"):
+            scored.append(Scored(r, None, {"token_f1": token_f1(answer, r["reference"])}))
+
+    def summarise(items: list[Scored]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        by_task: dict[str, list[Scored]] = defaultdict(list)
+        for s in items:
+            by_task[s.record["task"]].append(s)
+        if by_task.get("key"):
+            k = by_task["key"]
+            out["key"] = {"n": len(k), "weighted_score": _mean(s.score["weighted"] for s in k),
+                          "exact": _mean(float(s.score["weighted"] == 1.0) for s in k),
+                          "parsed_rate": _mean(s.score["parsed"] for s in k)}
+        if by_task.get("tempo"):
+            t = by_task["tempo"]
+            out["tempo"] = {"n": len(t), "acc1": _mean(s.score["acc1"] for s in t),
+                            "acc2": _mean(s.score["acc2"] for s in t),
+                            "parsed_rate": _mean(s.score["parsed"] for s in t)}
+        if by_task.get("genre"):
+            g = by_task["genre"]
+            out["genre"] = {"n": len(g), "accuracy": _mean(s.score["correct"] for s in g),
+                            "parsed_rate": _mean(s.score["parsed"] for s in g)}
+        if by_task.get("instruments"):
+            ins = by_task["instruments"]
+            tp = sum(s.score["tp"] for s in ins)
+            fp = sum(s.score["fp"] for s in ins)
+            fn = sum(s.score["fn"] for s in ins)
+            p = tp / (tp + fp) if tp + fp else 0.0
+            rc = tp / (tp + fn) if tp + fn else 0.0
+            out["instruments"] = {"n": len(ins), "micro_precision": p, "micro_recall": rc,
+                                  "micro_f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
+                                  "mean_f1": _mean(s.score["f1"] for s in ins),
+                                  "parsed_rate": _mean(s.score["parsed"] for s in ins)}
+        conv = by_task.get("conversation", [])
+        if conv:
+            fams: dict[str, list[float]] = defaultdict(list)
+            for s in conv:
+                fams[s.record.get("family") or "?"].append(s.score["token_f1"])
+            out["conversations"] = {"n": len(conv),
+                                    "token_f1": _mean(s.score["token_f1"] for s in conv),
+                                    "token_f1_by_family": {f: _mean(v) for f, v in
+                                                           sorted(fams.items())}}
+        return out
+
+    metrics: dict[str, Any] = {"n_predictions": len(records), "n_scored": len(scored)}
+    metrics.update(summarise(scored))
+    datasets = sorted({(s.record.get("labels") or {}).get("dataset", "") for s in scored})
+    if len(datasets) > 1:
+        metrics["by_dataset"] = {
+            ds or "?": summarise([s for s in scored
+                                  if (s.record.get("labels") or {}).get("dataset", "") == ds])
+            for ds in datasets}
+    metrics["vocabulary_sizes"] = {
+        "genre": {ds or "?": len(v) for ds, v in sorted(genre_vocab.items()) if v},
+        "instruments": {ds or "?": len(v) for ds, v in sorted(instrument_vocab.items()) if v}}
+    return metrics, scored
+
+
+def _mean(values: Iterable[float]) -> float:
+    v = list(values)
+    return sum(v) / len(v) if v else 0.0
+
+
+def markdown_report(metrics: dict[str, Any], source: str) -> str:
+    lines = [f"# Evaluation of {source}", "",
+             f"{metrics['n_predictions']} predictions, {metrics['n_scored']} scored.", "",
+             "| task | n | metric | value | answers parsed |", "| --- | --- | --- | --- | --- |"]
+
+    def rows(m: dict[str, Any], prefix: str = "") -> None:
+        table = (("key", "weighted_score", "MIREX weighted score"), ("key", "exact", "exact key"),
+                 ("tempo", "acc1", "Acc1 (4 %)"), ("tempo", "acc2", "Acc2 (x2, x1/2, x3, x1/3)"),
+                 ("genre", "accuracy", "accuracy"), ("instruments", "micro_f1", "micro F1"),
+                 ("instruments", "mean_f1", "mean per-clip F1"),
+                 ("conversations", "token_f1", "token F1 vs reference"))
+        for task, key, label in table:
+            if task in m:
+                parsed = m[task].get("parsed_rate")
+                lines.append(f"| {prefix}{task} | {m[task]['n']} | {label} | "
+                             f"{m[task][key]:.3f} | "
+                             + (f"{parsed:.0%}" if parsed is not None else "—") + " |")
+
+    rows(metrics)
+    for ds, m in metrics.get("by_dataset", {}).items():
+        rows(m, prefix=f"{ds}: ")
+    conv = metrics.get("conversations", {}).get("token_f1_by_family")
+    if conv:
+        lines += ["", "Token F1 by family: " + ", ".join(f"{f} {v:.3f}" for f, v in conv.items())]
+    lines += ["", "Key and tempo references are the clips' consensus annotations; genre and "
+              "instrument vocabularies are the labels of each dataset in the predictions file.", ""]
+    return "\n".join(lines)
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    records = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from exc
+    return records
+
+
+def run(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="llark eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("--predictions", required=True, help="JSON lines written by llark infer")
+    p.add_argument("--output", required=True, help="folder for metrics.json and report.md")
+    ns = p.parse_args(argv)
+    try:
+        records = read_predictions(ns.predictions)
+    except (OSError, ValueError) as exc:
+        print(f"llark eval: error: {exc}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"llark eval: error: {ns.predictions} holds no predictions", file=sys.stderr)
+        return 2
+    metrics, scored = evaluate(records)
+    out = Path(ns.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (out / "report.md").write_text(markdown_report(metrics, str(ns.predictions)))
+    with open(out / "_scored.jsonl", "w") as f:
+        for s in scored:
+            f.write(json.dumps({"clip_id": s.record.get("clip_id"), "task": s.record.get("task"),
+                                "prediction": s.record.get("prediction"), "parsed": s.parsed,
+                                "score": s.score}, ensure_ascii=False) + "\n")
+    summary = ", ".join(f"{t} {metrics[t][k]:.3f}" for t, k in
+                        (("key", "weighted_score"), ("tempo", "acc1"), ("genre", "accuracy"),
+                         ("instruments", "micro_f1"), ("conversations", "token_f1"))
+                        if t in metrics)
+    print(f"llark eval: {metrics['n_scored']} of {metrics['n_predictions']} predictions scored: "
+          f"{summary or 'nothing scorable'} -> {out / 'metrics.json'}, {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

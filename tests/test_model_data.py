@@ -1,0 +1,232 @@
+"""model/data.py: shard-set checks, family sampling, rank/worker split, exact resume, collate."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from llark.errors import ShardError
+from model.data import (ShardStream, StreamConfig, StreamState, choose_conversation, collate,
+                        make_loader, open_shard_set)
+from model.masking import IGNORE_INDEX
+from model.modeling import tiny_tokenizer
+from pipelines.schema import INDEX_FILE
+from tests.shard_factory import make_row, make_shard_set, write_shard_set
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("shards")
+    make_shard_set(folder, n_rows=30, n_frames=6, dim=8, rows_per_shard=10, row_group_size=3,
+                   vary_frames=True)
+    return folder
+
+
+def _stream(shard_set, tok, **kw) -> ShardStream:
+    resume = kw.pop("resume", None)
+    return ShardStream(shard_set, tok, StreamConfig(**kw), resume=resume)
+
+
+# ---------------------------------------------------------------- refusing bad shard sets
+
+def test_open_reads_layout(shards):
+    s = open_shard_set(shards)
+    assert s.total_rows == 30 and len(s.paths) == 3
+    assert s.row_groups[0] == (3, 3, 3, 1)
+    assert (s.audio_dim, s.encoder, s.frame_rate_hz) == (8, "features", 10.0)
+
+
+def test_missing_index_refused(tmp_path):
+    make_shard_set(tmp_path, n_rows=4)
+    (tmp_path / INDEX_FILE).unlink()
+    with pytest.raises(ShardError, match="no _index.json"):
+        open_shard_set(tmp_path)
+
+
+def test_other_schema_version_refused(tmp_path):
+    make_shard_set(tmp_path, n_rows=4)
+    index = json.loads((tmp_path / INDEX_FILE).read_text())
+    index["schema_version"] = "0.9"
+    (tmp_path / INDEX_FILE).write_text(json.dumps(index))
+    with pytest.raises(ShardError, match="schema version 0.9"):
+        open_shard_set(tmp_path)
+
+
+def test_other_record_refused(tmp_path):
+    make_shard_set(tmp_path, n_rows=4)
+    index = json.loads((tmp_path / INDEX_FILE).read_text())
+    index["record"] = "embedding"
+    (tmp_path / INDEX_FILE).write_text(json.dumps(index))
+    with pytest.raises(ShardError, match="expected 'training_row'"):
+        open_shard_set(tmp_path)
+
+
+def test_truncated_shard_refused_with_clear_message(tmp_path):
+    make_shard_set(tmp_path, n_rows=8, rows_per_shard=4)
+    part = tmp_path / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[:-100])
+    with pytest.raises(ShardError, match=r"part-00001.parquet: \d+ bytes, index says \d+ "
+                                         r"\(truncated or replaced\)"):
+        open_shard_set(tmp_path)
+    with pytest.raises(ShardError, match="truncated"):       # size is checked even without sha
+        open_shard_set(tmp_path, verify_checksums=False)
+
+
+def test_corrupt_same_size_shard_refused_by_checksum(tmp_path):
+    make_shard_set(tmp_path, n_rows=8, rows_per_shard=4)
+    part = tmp_path / "part-00000.parquet"
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    part.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match="sha256 .* does not match the index"):
+        open_shard_set(tmp_path)
+
+
+# ---------------------------------------------------------------- sampling
+
+def test_family_weights_and_renormalisation():
+    rng = np.random.default_rng(0)
+    convs = [{"family": f, "id": f} for f in ("mir", "caption", "reasoning")]
+    weights = {"mir": 0.3, "caption": 0.15, "reasoning": 0.55}
+    n = 20000
+    counts = Counter(choose_conversation(convs, weights, rng)["family"] for _ in range(n))
+    for fam, w in weights.items():
+        assert abs(counts[fam] / n - w) < 0.015, counts
+    # caption absent: 0.3 / 0.85 and 0.55 / 0.85
+    no_caption = [c for c in convs if c["family"] != "caption"]
+    counts = Counter(choose_conversation(no_caption, weights, rng)["family"] for _ in range(n))
+    assert abs(counts["mir"] / n - 0.3 / 0.85) < 0.015, counts
+    assert counts["caption"] == 0
+    # a family with weight 0 is never drawn; a clip with only such families yields nothing
+    assert choose_conversation([convs[1]], {**weights, "caption": 0.0}, rng) is None
+
+
+def test_one_pass_reads_every_row_once_across_ranks_and_workers(shards, tok):
+    """2 ranks x 2 DataLoader workers: each clip appears exactly once in one pass."""
+    shard_set = open_shard_set(shards)
+    seen = []
+    for rank in range(2):
+        stream = _stream(shard_set, tok, rank=rank, world_size=2, num_workers=2, loop=False,
+                         shuffle_buffer=4)
+        loader = make_loader(stream, batch_size=3, pad_id=tok.pad_token_id)
+        seen += [c for batch in loader for c in batch.clip_ids]
+    assert len(seen) == 30 and len(set(seen)) == 30
+
+
+def test_fewer_row_groups_than_workers_strides_rows(tmp_path, tok):
+    make_shard_set(tmp_path, n_rows=8, rows_per_shard=8, row_group_size=8)   # one row group
+    shard_set = open_shard_set(tmp_path)
+    seen = []
+    for rank in range(3):
+        stream = _stream(shard_set, tok, rank=rank, world_size=3, loop=False, shuffle_buffer=2)
+        seen += [s.clip_id for s in stream]
+    assert sorted(seen) == sorted({s for s in seen}) and len(seen) == 8
+
+
+def test_split_filter_and_empty_worker_error(tmp_path, tok):
+    make_shard_set(tmp_path, n_rows=12, splits=("train", "test", "train"))
+    shard_set = open_shard_set(tmp_path)
+    got = [s.clip_id for s in _stream(shard_set, tok, splits=("test",), loop=False)]
+    assert len(got) == 4
+    stream = _stream(shard_set, tok, splits=("validation",), loop=True)
+    with pytest.raises(ShardError, match="found no usable row in a whole epoch"):
+        next(iter(stream))
+
+
+def test_sample_labels_and_audio(shards, tok):
+    shard_set = open_shard_set(shards)
+    s = next(iter(_stream(shard_set, tok, shuffle_buffer=0)))
+    audio_id = tok.convert_tokens_to_ids("<audio>")
+    assert s.input_ids.count(audio_id) == len(s.audio)
+    assert s.audio.dtype == np.float16 and s.audio.shape[1] == 8
+    supervised = [t for t in s.labels if t != IGNORE_INDEX]
+    assert tok.decode(supervised).endswith("</s>")
+
+
+def test_epochs_are_reshuffled(shards, tok):
+    shard_set = open_shard_set(shards)
+    it = iter(_stream(shard_set, tok, shuffle_buffer=4))
+    first = [next(it).clip_id for _ in range(30)]
+    second = [next(it).clip_id for _ in range(30)]
+    assert first != second and sorted(first) != first
+
+
+@pytest.mark.parametrize("workers,cut", [(0, 7), (2, 5), (2, 6)])
+def test_restored_position_continues_exactly(shards, tok, workers, cut):
+    """Batches after a saved position equal those of an uninterrupted stream (no replay)."""
+    shard_set = open_shard_set(shards)
+    cfg = dict(num_workers=workers, shuffle_buffer=5, seed=3)
+
+    def batches(resume=None, n=14):
+        loader = make_loader(_stream(shard_set, tok, resume=resume, **cfg), 2, tok.pad_token_id)
+        out, it = [], iter(loader)
+        for _ in range(n):
+            out.append(next(it))
+        del it
+        return out
+
+    full = batches()
+    state = StreamState(max(workers, 1))
+    for b in full[:cut]:
+        state.update(b.worker, b.position)
+    saved = StreamState.from_dict(json.loads(json.dumps(state.to_dict())))  # via JSON, as saved
+    resumed = batches(saved, n=len(full) - cut)
+    for a, b in zip(full[cut:], resumed):
+        assert a.conversation_ids == b.conversation_ids
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.audio, b.audio)
+
+
+def test_resume_with_other_worker_count_refused(shards, tok):
+    shard_set = open_shard_set(shards)
+    with pytest.raises(ShardError, match="saved with 2 worker"):
+        _stream(shard_set, tok, num_workers=1, resume=StreamState(2))
+
+
+def test_collate_pads_text_and_audio(shards, tok):
+    shard_set = open_shard_set(shards)
+    it = iter(_stream(shard_set, tok, shuffle_buffer=0))
+    samples = [next(it) for _ in range(3)]
+    lengths = [len(s.input_ids) for s in samples]
+    frames = [len(s.audio) for s in samples]
+    assert len(set(frames)) > 1                        # vary_frames: 6, 5, 4 frames
+    for side in ("right", "left"):
+        b = collate(samples, tok.pad_token_id, padding_side=side)
+        assert b.input_ids.shape == (3, max(lengths)) == b.labels.shape
+        assert b.audio.shape == (3, max(frames), 8)
+        assert b.audio_lengths.tolist() == frames
+        assert b.attention_mask.sum(1).tolist() == lengths
+        for i, s in enumerate(samples):
+            row = b.input_ids[i][b.attention_mask[i].bool()].tolist()
+            assert row == s.input_ids
+            assert torch.all(b.audio[i, frames[i]:] == 0)
+        pad_col = 0 if side == "left" else -1
+        short = lengths.index(min(lengths))
+        if min(lengths) < max(lengths):
+            assert b.input_ids[short, pad_col] == tok.pad_token_id
+            assert b.labels[short, pad_col] == IGNORE_INDEX
+
+
+def test_rows_without_weighted_conversations_are_skipped_and_counted(tmp_path, tok):
+    rows = [make_row(i, families=("caption",)) for i in range(3)] + [make_row(3)]
+    write_shard_set(tmp_path, rows)
+    shard_set = open_shard_set(tmp_path)
+    weights = {"mir": 1.0, "caption": 0.0, "reasoning": 1.0}
+    samples = list(_stream(shard_set, tok, family_weights=weights, loop=False, shuffle_buffer=0))
+    assert [s.clip_id for s in samples] == [rows[3].id]
+    assert samples[-1].position["skipped"] == {"no_conversation_in_weighted_families": 3}
+
+
+def test_shards_open_with_plain_pyarrow(shards):
+    table = pq.read_table(shards / "part-00000.parquet", columns=["id", "n_frames"])
+    assert table.num_rows == 10
