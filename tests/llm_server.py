@@ -1,9 +1,10 @@
 """A real OpenAI-compatible chat-completions server for tests and benchmarks.
 
 ``http.server.ThreadingHTTPServer`` on 127.0.0.1 (a random port by default) answering
-``POST /v1/chat/completions``. What it answers is scripted: each request's last user message is
+``POST /v1/chat/completions``. What it answers is scripted: each request's user messages are
 searched for the markers of :attr:`LLMServer.rules` (e.g. ``"[prose]"`` written into a test clip's
-title); the first rule that matches pops its next behaviour (the last one repeats), otherwise
+title, so a repair request for that clip matches too); the first rule that matches pops its
+next behaviour (the last one repeats), otherwise
 :attr:`LLMServer.default` is used. Behaviours:
 
 ``valid``            a JSON object fit for the requested family (grounded: no key/tempo claims)
@@ -156,11 +157,11 @@ class LLMServer:
     # ------------------------------------------------------------------ behaviour
 
     def _choose(self, body: dict[str, Any]) -> str:
-        user = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
-        last = user[-1] if user else ""
+        user = "\n".join(str(m.get("content", "")) for m in body.get("messages", [])
+                         if m.get("role") == "user")
         with self._lock:
             for rule in self.rules:
-                if rule.marker in last:
+                if rule.marker in user:
                     return rule.behaviours.pop(0) if len(rule.behaviours) > 1 else rule.behaviours[0]
         return self.default
 

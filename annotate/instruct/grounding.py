@@ -84,8 +84,8 @@ class GroundingResult:
 _NOTE = r"([A-G])(#|♯|b|♭|[ -]sharp|[ -]flat)?"
 _KEY_PATTERNS = [
     # "key of F# minor", "key is D", "key: Bb major", "key of F#m"
-    re.compile(rf"\b[Kk]ey\s*(?:of|is|:|=)?\s*(?:the\s+)?{_NOTE}(?![\w#♯♭])"
-               r"(?:[\s-]*(major|minor|maj|min)\b|(m)\b)?"),
+    re.compile(rf"\b[Kk]ey\s*(?:of|is|:|=)?\s*(?:the\s+)?{_NOTE}"
+               r"(?:(m)(?![\w#♯♭])|(?![\w#♯♭])(?:[\s-]*(major|minor|maj|min)\b)?)"),
     # "the key of this piece is D major", "its key sounds like A minor"
     re.compile(rf"\b[Kk]ey\b[^.;!?]{{0,40}}?\b(?:is|as|be|like)\s+{_NOTE}(?![\w#♯♭])"
                r"(?:[\s-]*(major|minor)\b)?"),

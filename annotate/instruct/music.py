@@ -152,6 +152,7 @@ _PROGRAM_CANON = (
     ("bassoon", "bassoon"), ("sax", "saxophone"), ("french horn", "horn"), ("trumpet", "trumpet"),
     ("trombone", "trombone"), ("tuba", "tuba"), ("choir", "vocals"), ("voice", "vocals"),
     ("synth", "synthesizer"), ("string ensemble", "strings"), ("strings", "strings"),
+    ("vocal", "vocals"), ("singer", "vocals"), ("singing", "vocals"), ("drum", "drums"),
 )
 #: tags (MagnaTagATune style) that say an instrument is absent.
 NEGATIVE_TAG = re.compile(r"^(?:no|without)[ _-]+(.+)$")

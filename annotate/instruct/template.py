@@ -207,7 +207,7 @@ class TemplateWriter:
                               f"The harmony moves through {join_words(chords)}."))
         genres = self._genres(f, tags)
         if genres:
-            answer = f"It sounds like {genres[0]}"
+            answer = f"It sounds like {genres[0]}" + ("" if genres[0].endswith("music") else " music")
             answer += f", with elements of {join_words(genres[1:4])}." if len(genres) > 1 else "."
             out.append(QAPair(pick(Q_GENRE, cid, "genre"), answer))
         instruments = self._instruments(f, tags)
@@ -244,7 +244,7 @@ class TemplateWriter:
             density = ("sparse" if n.notes_per_s < 3 else "moderately busy"
                        if n.notes_per_s < 8 else "dense")
             out.append(QAPair(pick(Q_DENSITY, cid, "density"),
-                              f"The texture is {density}, with about {n.notes_per_s:.0f} notes "
+                              f"The texture is {density}, with about {n.notes_per_s:.1f} notes "
                               "per second."))
         return out
 

@@ -157,7 +157,7 @@ def caption_length_problem(caption: str, limits: Limits) -> Drop | None:
 # --------------------------------------------------------------------------- duplicates
 
 def normalize_question(question: str) -> str:
-    words = re.findall(r"[a-z0-9#]+", question.lower())
+    words = re.findall(r"[a-z0-9#]+", re.sub(r"['’]s\b", " is", question.lower()))
     stop = {"the", "a", "an", "this", "that", "of", "in", "is", "it", "its", "what", "which",
             "piece", "track", "song", "music", "excerpt", "clip", "recording", "does", "do"}
     return " ".join(w for w in words if w not in stop)
