@@ -84,6 +84,8 @@ STAGE = "instruct"
 LLMS = ("template", "openai")
 COUNTS_TAG = "counts"
 CACHE_SUBDIR = ".llark-cache/llm"
+USAGE_COUNTS = ("llm_calls", "llm_requests", "llm_cache_hits", "llm_retries", "tokens_in",
+                "tokens_out", "cost_usd")
 
 
 class InvalidInputRowError(LlarkError):
@@ -370,7 +372,10 @@ class GenerateFn(beam.DoFn):
             for outcome in mapped:          # all collected before anything is emitted
                 outcomes.append(outcome)
                 bar.update(1)
-        counts: Counter = Counter(clips=len(batch), units=len(units))
+        counts: Counter = Counter(clips=len(batch), units=len(units), units_written=0,
+                                  units_skipped=0, units_dead=0)
+        if gen.backend != "template":       # show the usage figures even when they are 0
+            counts.update(dict.fromkeys(USAGE_COUNTS, 0))
         for o in outcomes:
             counts.update(o.tally)
             unit_id = f"{o.facts.clip_id}:{o.family}"

@@ -21,9 +21,10 @@ next behaviour (the last one repeats), otherwise
 ``auth``             HTTP 401 whose message echoes the bearer token (as OpenAI's does)
 ``no_json_mode``     HTTP 400 when ``response_format`` is set, else valid
 
-It counts requests (per behaviour too), records every ``Authorization`` header and request body,
-adds a fixed :attr:`LLMServer.latency_s` to each reply, can stop itself after ``stop_after``
-replies (the "server dies mid-run" test), and restarts on the same port.
+It counts requests (per behaviour too) and the most it had in flight at once, records every
+``Authorization`` header and request body, adds a fixed :attr:`LLMServer.latency_s` to each
+reply, can stop itself after ``stop_after`` replies (the "server dies mid-run" test; kept-alive
+connections are dropped too), and restarts on the same port.
 
 Run standalone (for the benchmark): ``python -m tests.llm_server --latency 0.2`` prints the port.
 """
@@ -112,6 +113,8 @@ class LLMServer:
         self.requests = 0
         self.replies_ok = 0
         self.by_behaviour: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.auth_headers: list[str] = []
         self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -164,6 +167,15 @@ class LLMServer:
                 if rule.marker in user:
                     return rule.behaviours.pop(0) if len(rule.behaviours) > 1 else rule.behaviours[0]
         return self.default
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _note(self, body: dict[str, Any], auth: str, behaviour: str) -> None:
         with self._lock:
@@ -256,6 +268,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         owner = self.server.owner
+        owner._enter()
+        try:
+            self._post(owner)
+        finally:
+            owner._leave()
+
+    def _post(self, owner: LLMServer) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if not self.path.rstrip("/").endswith("/chat/completions"):
