@@ -63,7 +63,7 @@ def run_stage(stage: Stage, cfg: RunConfig, n: int, total: int, log_dir: Path) -
 def _worth_showing(line: str) -> bool:
     """Stage summaries and errors, not Beam's INFO chatter."""
     text = line.strip()
-    if not text or text.startswith(("INFO", "WARNING:root:apitools", "WARNING:apache_beam")):
+    if not text or text.startswith(("INFO", "WARNING:", "DEBUG")):
         return False
     return True
 
