@@ -18,8 +18,10 @@ import numpy as np
 
 from annotate.consensus import ConsensusConfig, combine, from_single, silent_analysis
 from annotate.essentia_backend import EssentiaAnnotator, EssentiaConfig
+from annotate.madmom_backend import SAMPLE_RATE_HZ as ANALYSIS_RATE_HZ
 from annotate.madmom_backend import MadmomAnnotator, MadmomConfig
 from annotate.types import BACKENDS, BackendAnalysis, ClipAnalysis
+from llark.audio import resample
 from llark.config import doc
 from llark.errors import AnalysisError, ConfigError, LlarkError
 
@@ -86,6 +88,10 @@ class ClipAnnotator:
         duration = audio.size / sr
         if level < self.config.silence_dbfs:
             return silent_analysis(self.config.backend, duration, level)
+        # Resample once to the rate both libraries need; the backends' own resampling is
+        # then a no-op.
+        audio = resample(np.ascontiguousarray(audio, dtype=np.float32), int(sr), ANALYSIS_RATE_HZ)
+        sr = ANALYSIS_RATE_HZ
         m = _run(self.madmom, audio, sr) if self.madmom is not None else None
         e = _run(self.essentia, audio, sr) if self.essentia is not None else None
         if m is not None and e is not None:

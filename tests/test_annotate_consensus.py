@@ -1,0 +1,251 @@
+"""Consensus rules (annotate/consensus.py) on hand-made backend answers: no models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from annotate.annotator import AnnotatorConfig, rms_dbfs
+from annotate.consensus import (
+    ConsensusConfig,
+    chord_agreement,
+    chord_key_scores,
+    combine,
+    from_single,
+    grid_tempo,
+    profile_scores,
+    resolve_beats,
+    resolve_chords,
+    resolve_key,
+    resolve_tempo,
+    silent_analysis,
+)
+from annotate.labels import KEYS, key_index
+from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
+from llark.errors import ConfigError
+
+CFG = ConsensusConfig()
+DUR = 24.0
+
+
+def grid(bpm: float, meter: int = 4, start: float = 0.5, numbered: bool = True
+         ) -> tuple[BeatTime, ...]:
+    ibi = 60.0 / bpm
+    n = int((DUR - start) / ibi)
+    return tuple(BeatTime(round(start + i * ibi, 4), (i % meter + 1) if numbered else 0)
+                 for i in range(n))
+
+
+def onehot_key(label: str, p: float = 0.9) -> tuple[float, ...]:
+    probs = np.full(24, (1 - p) / 23)
+    probs[key_index(label)] = p
+    return tuple(probs)
+
+
+def madmom(bpm_grid: float = 120.0, hist: tuple = ((120.0, 0.5), (60.0, 0.3)), meter: int = 4,
+           key: str = "C major", key_p: float = 0.9, chords: tuple = (), beats_conf: float = 0.7
+           ) -> BackendAnalysis:
+    chords = chords or (Chord(0.0, 12.0, "C:maj"), Chord(12.0, DUR, "G:maj"))
+    return BackendAnalysis(
+        backend="madmom", duration_s=DUR, tempo=TempoEstimate(hist[0][0], hist[0][1], hist),
+        beats=grid(bpm_grid, meter), meter=meter, meter_confidence=0.9,
+        key=KeyEstimate(key, key_p, onehot_key(key, key_p)), chords=chords,
+        chords_confidence=0.9, beats_confidence=beats_conf)
+
+
+def essentia(bpm: float = 120.0, conf: float = 0.8, key: str = "C major", strength: float = 0.8,
+             chroma: tuple = (), frames: tuple = (), chords_conf: float = 0.7) -> BackendAnalysis:
+    return BackendAnalysis(
+        backend="essentia", duration_s=DUR, tempo=TempoEstimate(bpm, conf, ((bpm, 1.0),)),
+        beats=grid(bpm, numbered=False, start=0.52), meter=0, meter_confidence=0.0,
+        key=KeyEstimate(key, strength, (), strength), chords=(Chord(0.0, DUR, "C:maj"),),
+        chords_confidence=chords_conf, beats_confidence=conf, chroma=chroma,
+        chord_frames=frames, chord_fps=10.0 if frames else 0.0)
+
+
+# --------------------------------------------------------------------------- tempo
+
+def test_grid_tempo_is_the_median_interval() -> None:
+    assert grid_tempo(grid(100.0)) == pytest.approx(100.0, rel=1e-3)
+    assert grid_tempo(grid(100.0)[:2]) == 0.0
+
+
+def test_agreeing_backends_give_their_tempo_with_high_confidence() -> None:
+    bpm, conf, _ = resolve_tempo(madmom(), essentia(121.0), CFG)
+    assert bpm == pytest.approx(120.5, abs=0.6)
+    assert conf > 0.8
+
+
+def test_madmom_histogram_octave_error_is_outvoted_by_both_beat_grids() -> None:
+    # madmom's histogram prefers half tempo (its typical error); its own DBN grid and
+    # essentia agree on 122 BPM.
+    m = madmom(bpm_grid=122.0, hist=((61.0, 0.45), (122.0, 0.3)))
+    bpm, conf, note = resolve_tempo(m, essentia(122.0), CFG)
+    assert bpm == pytest.approx(122.0, rel=0.02)
+    assert "madmom_hist=61.0" in note
+    assert 0.0 < conf < 1.0
+
+
+def test_essentia_double_tempo_is_outvoted_by_madmom_grid_and_histogram() -> None:
+    m = madmom(bpm_grid=70.0, hist=((70.0, 0.5), (140.0, 0.2)), meter=3)
+    bpm, _, _ = resolve_tempo(m, essentia(140.5, conf=0.6), CFG)
+    assert bpm == pytest.approx(70.0, rel=0.02)
+
+
+def test_unconfident_essentia_counts_less() -> None:
+    # Same disagreement; essentia at confidence 0 must not win against a weak madmom.
+    m = madmom(bpm_grid=70.0, hist=((70.0, 0.2), (107.0, 0.2)), beats_conf=0.2)
+    assert resolve_tempo(m, essentia(133.0, conf=0.0), CFG)[0] == pytest.approx(70.0, rel=0.02)
+    # ... while a confident essentia does win.
+    assert resolve_tempo(m, essentia(133.0, conf=1.0), CFG)[0] == pytest.approx(133.0, rel=0.02)
+
+
+def test_no_tempo_evidence_gives_zero() -> None:
+    m = BackendAnalysis("madmom", DUR, TempoEstimate(0.0, 0.0), (), 0, 0.0,
+                        KeyEstimate("", 0.0), (), 0.0)
+    e = BackendAnalysis("essentia", DUR, TempoEstimate(0.0, 0.0), (), 0, 0.0,
+                        KeyEstimate("", 0.0), (), 0.0)
+    assert resolve_tempo(m, e, CFG)[:2] == (0.0, 0.0)
+
+
+# --------------------------------------------------------------------------- beats
+
+def test_beats_come_from_madmom_when_its_grid_matches() -> None:
+    m = madmom()
+    beats, meter, conf, note = resolve_beats(m, essentia(), 120.0, CFG)
+    assert beats == m.beats and meter == 4 and conf == 0.9 and "madmom" in note
+
+
+def test_essentia_beats_are_numbered_from_madmom_downbeats_when_only_they_match() -> None:
+    m = madmom(bpm_grid=180.0, meter=4)          # madmom tracked at double speed
+    e = essentia(90.0)
+    beats, meter, _, note = resolve_beats(m, e, 90.0, CFG)
+    assert "essentia" in note and meter == 4
+    assert [b.time_s for b in beats] == [b.time_s for b in e.beats]
+    numbers = [b.beat_number for b in beats]
+    assert set(numbers) <= {1, 2, 3, 4} and 0 not in numbers
+    # numbering is cyclic: each beat follows its predecessor unless a new bar starts
+    for a, b in zip(numbers, numbers[1:]):
+        assert b == a % 4 + 1 or b == 1
+
+
+# --------------------------------------------------------------------------- key
+
+def test_profile_scores_find_the_key_of_a_scale_chroma() -> None:
+    c_major = np.zeros(12)
+    c_major[[0, 2, 4, 5, 7, 9, 11]] = 1.0
+    c_major[[0, 4, 7]] += 1.0                      # tonic triad emphasised
+    scores = profile_scores(tuple(c_major))
+    assert KEYS[int(np.argmax(scores))] == "C major"
+    assert not profile_scores(()).any() and not profile_scores((1.0,) * 12).any()
+
+
+def test_chord_key_scores_prefer_the_tonic_of_a_progression() -> None:
+    chords = (Chord(0, 4, "A:min"), Chord(4, 6, "F:maj"), Chord(6, 8, "G:maj"),
+              Chord(8, 12, "A:min"), Chord(12, 13, "N"))
+    scores = chord_key_scores(chords)
+    assert KEYS[int(np.argmax(scores))] == "A minor"
+    assert not chord_key_scores((Chord(0, 5, "N"),)).any()
+
+
+def test_key_fusion_overrules_a_confident_but_lone_madmom() -> None:
+    # madmom says the relative major; essentia, the chroma profile and the chords say A minor.
+    a_minor = np.zeros(12)
+    a_minor[[9, 11, 0, 2, 4, 5, 7]] = 1.0
+    a_minor[[9, 0, 4]] += 1.0
+    chords = (Chord(0, 6, "A:min"), Chord(6, 9, "D:min"), Chord(9, 12, "E:maj"),
+              Chord(12, 18, "A:min"))
+    m = madmom(key="C major", key_p=0.9, chords=chords)
+    e = essentia(key="A minor", strength=0.8, chroma=tuple(a_minor))
+    label, conf, note = resolve_key(m, e, chords, CFG)
+    assert label == "A minor"
+    assert 0.0 < conf <= 1.0
+    assert "madmom=C major" in note and "essentia=A minor" in note
+
+
+def test_key_fusion_keeps_an_agreed_key_confident() -> None:
+    label, conf, _ = resolve_key(madmom(key="G major"), essentia(key="G major"),
+                                 (Chord(0, 12, "G:maj"), Chord(12, 24, "C:maj")), CFG)
+    assert label == "G major" and conf > 0.5
+
+
+def test_key_without_evidence_is_empty() -> None:
+    assert resolve_key(None, None, (), CFG)[:2] == ("", 0.0)
+
+
+# --------------------------------------------------------------------------- chords
+
+def test_chords_follow_madmom_with_agreement_confidence() -> None:
+    m = madmom()
+    agree = ("C:maj",) * 120 + ("G:maj",) * 120            # 24 s at 10 fps
+    disagree = ("D:min",) * 240
+    chords, conf_hi, _ = resolve_chords(m, essentia(frames=agree), CFG)
+    assert chords == m.chords
+    _, conf_lo, _ = resolve_chords(m, essentia(frames=disagree), CFG)
+    assert chord_agreement(m.chords, agree, 10.0) == 1.0
+    assert chord_agreement(m.chords, disagree, 10.0) == 0.0
+    assert conf_hi > conf_lo
+
+
+def test_madmom_no_chord_over_music_is_filled_by_a_confident_essentia() -> None:
+    m = madmom(chords=(Chord(0.0, 4.0, "N"), Chord(4.0, DUR, "C:maj")))
+    frames = ("F:maj",) * 40 + ("C:maj",) * 200
+    chords, _, note = resolve_chords(m, essentia(frames=frames, chords_conf=0.9), CFG)
+    assert chords[0] == Chord(0.0, 4.0, "F:maj") and "filled" in note
+    # an unconfident essentia leaves madmom's N alone
+    chords, _, _ = resolve_chords(m, essentia(frames=frames, chords_conf=0.2), CFG)
+    assert chords[0].label == "N"
+
+
+# --------------------------------------------------------------------------- whole results
+
+def test_combine_keeps_every_raw_answer_and_confidences_in_range() -> None:
+    m, e = madmom(), essentia()
+    out = combine(m, e, -12.0, CFG)
+    assert out.backend == "consensus" and not out.is_silent
+    for v in (out.tempo_confidence, out.meter_confidence, out.key_confidence,
+              out.chords_confidence):
+        assert 0.0 <= v <= 1.0
+    assert out.downbeats_s == tuple(b.time_s for b in out.beats if b.beat_number == 1)
+    raw = json.loads(out.backends_json())
+    assert set(raw) == {"madmom", "essentia", "_meta"}
+    assert BackendAnalysis.from_dict(raw["madmom"]).key.label == "C major"
+    assert raw["_meta"]["rms_dbfs"] == -12.0 and len(raw["_meta"]["notes"]) == 4
+
+
+def test_from_single_reports_one_backend_as_is() -> None:
+    e = essentia(133.0)
+    out = from_single(e, -20.0)
+    assert out.backend == "essentia" and out.tempo_bpm == 133.0 and out.meter == 0
+    assert out.downbeats_s == () and out.key == "C major"
+    assert json.loads(out.backends_json()).keys() == {"essentia", "_meta"}
+
+
+def test_silent_analysis_is_annotated_as_silence() -> None:
+    out = silent_analysis("consensus", 10.0, -80.0)
+    assert out.is_silent and out.tempo_bpm == 0.0 and out.beats == () and out.key == ""
+    assert out.key_confidence == 0.0 and out.chords == (Chord(0.0, 10.0, "N"),)
+    js = out.to_json_dict("x.wav")
+    assert js["key"] == {"label": "", "confidence": 0.0} and js["beats"] == []
+
+
+def test_rms_dbfs() -> None:
+    assert rms_dbfs(np.zeros(100, np.float32)) == -200.0
+    assert rms_dbfs(np.full(100, 0.1, np.float32)) == pytest.approx(-20.0, abs=1e-4)
+    assert rms_dbfs(np.zeros(0, np.float32)) == -200.0
+
+
+@pytest.mark.parametrize("bad", [dict(tempo_tolerance=0.0), dict(tempo_min_bpm=300.0),
+                                 dict(key_w_chords=-1.0), dict(confidence_floor=2.0)])
+def test_consensus_config_validation(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        ConsensusConfig(**bad)
+
+
+def test_annotator_config_validation() -> None:
+    with pytest.raises(ConfigError):
+        AnnotatorConfig(backend="librosa")
+    with pytest.raises(ConfigError):
+        AnnotatorConfig(silence_dbfs=10.0)
