@@ -136,7 +136,7 @@ def audio_request(audio: str | Path, prompt: str, spec: ModelSpec, encoder_name:
         from embed.registry import ENCODERS, build_encoder, encoder_info
     except ImportError as exc:
         raise EncoderError(f"--audio needs the embed package ({exc})") from exc
-    from llark.audio import load_audio
+    from llark.audio import load_audio, probe_audio
     from llark.windows import DEFAULT_CLIP_SECONDS
 
     if not encoder_name:
@@ -150,7 +150,11 @@ def audio_request(audio: str | Path, prompt: str, spec: ModelSpec, encoder_name:
     if info.dim != spec.audio_dim:
         raise ConfigError(f"encoder {encoder_name!r} makes {info.dim}-d frames, the checkpoint's "
                           f"projector reads {spec.audio_dim}-d ({spec.encoder})")
-    wave, sr = load_audio(str(audio), info.sample_rate_hz, start_s, start_s + DEFAULT_CLIP_SECONDS)
+    duration = probe_audio(str(audio)).duration_s
+    if start_s >= duration:
+        raise ConfigError(f"--start-s {start_s} is past the end of {audio} ({duration:.2f} s)")
+    end_s = min(start_s + DEFAULT_CLIP_SECONDS, duration)     # a short file is a short clip
+    wave, _ = load_audio(str(audio), info.sample_rate_hz, start_s, end_s)
     encoder = build_encoder(encoder_name, device=device)
     (frames,) = encoder([wave])                                        # (T, D) float32
     return Request(str(audio), "prompt", prompt, frames.astype(np.float16))

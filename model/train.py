@@ -167,6 +167,11 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
 
     output = Path(output)
     trackers = resolve_trackers(cfg.trackers)
+    # accelerate keeps one process-wide state; a second train() in the same process (tests,
+    # notebooks, benchmarks) may use another precision. The process group (PartialState) stays.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, log_with=trackers or None,
                       project_dir=str(output))
     main, world, rank = acc.is_main_process, acc.num_processes, acc.process_index

@@ -25,7 +25,8 @@ INSTRUMENTS = ("piano", "guitar", "drums", "violin", "bass", "flute")
 
 def make_row(i: int, n_frames: int = 8, dim: int = 16,
              families: Sequence[str] = ("mir", "caption", "reasoning"), split: str = "train",
-             dataset: str = "folder", seed: int = 0, multi_turn: bool = False) -> TrainingRow:
+             dataset: str = "folder", seed: int = 0, multi_turn: bool = False,
+             encoder: str = "features") -> TrainingRow:
     """Clip ``i`` with labels drawn from ``seed`` and one conversation per family."""
     rng = np.random.default_rng([seed, i])
     key = KEYS[int(rng.integers(len(KEYS)))]
@@ -44,7 +45,7 @@ def make_row(i: int, n_frames: int = 8, dim: int = 16,
                      chords=(ChordSegment(0.0, 23.777, "C:maj"),), chords_confidence=0.5)
     convs = []
     answers = {
-        "mir": (f"What is the key of this clip?", f"The key is {key}."),
+        "mir": ("What is the key of this song?", f"The key is {key}."),
         "caption": ("Describe this clip.", f"A {genre} piece with {' and '.join(instruments)} "
                                            f"at {tempo:.0f} BPM."),
         "reasoning": ("What could this music accompany?",
@@ -59,7 +60,7 @@ def make_row(i: int, n_frames: int = 8, dim: int = 16,
                                  family=family, turns=tuple(turns), backend="template",
                                  model="", prompt_version="test-1"))
     frames = rng.standard_normal((n_frames, dim)).astype(np.float16)
-    emb = Embedding.from_array(cid, dataset, "features", 10.0, frames)
+    emb = Embedding.from_array(cid, dataset, encoder, 10.0, frames)
     return TrainingRow(clip, ann, tuple(convs), emb)
 
 
@@ -85,9 +86,10 @@ def write_shard_set(folder: str | Path, rows: Sequence[TrainingRow], rows_per_sh
 def make_shard_set(folder: str | Path, n_rows: int = 24, n_frames: int = 8, dim: int = 16,
                    rows_per_shard: int = 12, row_group_size: int = 4, seed: int = 0,
                    splits: Sequence[str] = ("train",), vary_frames: bool = False,
-                   multi_turn: bool = False) -> ShardIndex:
+                   multi_turn: bool = False, encoder: str = "features") -> ShardIndex:
     """A shard set of ``n_rows`` clips (splits cycle through ``splits``)."""
     rows = [make_row(i, n_frames=n_frames - (i % 3 if vary_frames else 0), dim=dim,
-                     split=splits[i % len(splits)], seed=seed, multi_turn=multi_turn)
+                     split=splits[i % len(splits)], seed=seed, multi_turn=multi_turn,
+                     encoder=encoder)
             for i in range(n_rows)]
     return write_shard_set(folder, rows, rows_per_shard, row_group_size)

@@ -1,0 +1,248 @@
+"""model/train.py on the tiny config: CLI config, log line, checkpoints, exact resume (in-process
+stop and a real SIGKILL), refusal of corrupt shards, reload + generation, infer and eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from llark.errors import ConfigError
+from model.checkpoint import list_checkpoints, read_state
+from model.config import TrainConfig
+from model.infer import load_for_inference
+from model.modeling import build_model
+from model.train import build_parser, format_log_line, resolve_config, run
+from tests.shard_factory import make_row, make_shard_set, write_shard_set
+
+REPO = Path(__file__).resolve().parents[1]
+LOG_LINE = re.compile(r"^step \d+ loss \d+\.\d{4} lr \d\.\de[-+]\d\d tokens/s \d+ samples/s "
+                      r"\d+\.\d$")
+# small and fast: 32-wide tiny Llama, 3 frames of 8 dims per clip
+FAST = ["tiny_hidden_size=32", "tiny_intermediate_size=64", "per_device_batch_size=2",
+        "log_every=1", "trackers=", "shuffle_buffer=4", "trace_data=true"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("train-shards")
+    make_shard_set(folder, n_rows=16, n_frames=3, dim=8, rows_per_shard=8, row_group_size=2,
+                   vary_frames=True, multi_turn=True)
+    return folder
+
+
+def last_by_step(path: Path) -> dict[int, dict]:
+    """Records of an appended JSONL log, the last one per step (a resumed run rewrites some)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        out[rec["step"]] = rec
+    return out
+
+
+def train_args(shards: Path, out: Path, *extra: str) -> list[str]:
+    return ["--shards", str(shards), "--output", str(out), *FAST, *extra]
+
+
+# ---------------------------------------------------------------- config and log line
+
+def test_config_files_and_overrides():
+    ns = build_parser().parse_args(["--shards", "s", "--output", "o", "--config", "tiny",
+                                    "--learning-rate", "0.01", "max_steps=30", "splits=train,test"])
+    cfg = resolve_config(ns)
+    assert (cfg.model, cfg.max_steps, cfg.learning_rate, cfg.splits) == \
+        ("tiny", 30, 0.01, ("train", "test"))
+    paper = resolve_config(build_parser().parse_args(["--shards", "s", "--output", "o",
+                                                      "--config", "paper"]))
+    assert (paper.global_batch_size, paper.learning_rate, paper.lr_schedule, paper.warmup_ratio,
+            paper.max_steps, paper.mixed_precision) == (32, 5e-5, "cosine", 0.03, 100_000, "bf16")
+    assert "Llama-2-7b-chat" in paper.model
+    assert [paper.accumulation_steps(n) for n in (1, 4, 8)] == [8, 2, 1]
+    with pytest.raises(ConfigError, match="unknown key"):
+        resolve_config(build_parser().parse_args(["--shards", "s", "--output", "o", "max_stepz=3"]))
+    with pytest.raises(ConfigError, match="trainable"):
+        TrainConfig(trainable="everything")
+    with pytest.raises(ConfigError, match="no shipped config"):
+        resolve_config(build_parser().parse_args(["--shards", "s", "--output", "o",
+                                                  "--config", "huge"]))
+
+
+def test_log_line_format():
+    assert format_log_line(120, 2.31411, 1.8e-5, 3100.4, 12.43) == \
+        "step 120 loss 2.3141 lr 1.8e-05 tokens/s 3100 samples/s 12.4"
+
+
+# ---------------------------------------------------------------- a run and its checkpoints
+
+def test_run_writes_checkpoints_logs_and_does_nothing_when_rerun(shards, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=5", "save_every=2", "keep_last=2")) == 0
+    stdout = capsys.readouterr().out
+    lines = [l for l in stdout.splitlines() if l.startswith("step ")]
+    assert len(lines) == 5 and all(LOG_LINE.match(l) for l in lines), lines
+    steps = [s for s, _ in list_checkpoints(out)]
+    assert steps == [4, 5]                         # keep_last=2; the end of the run is saved too
+    ckpt = out / "checkpoints" / "checkpoint-00000005"
+    for name in ("model.safetensors", "optimizer.safetensors", "llark_model.json",
+                 "tokenizer/tokenizer.json", "config.json", "rng/rank0.json",
+                 "rng/rank0.safetensors", "trainer_state.json"):
+        assert (ckpt / name).exists(), name
+    state = read_state(ckpt)
+    assert state.step == 5 and state.samples_seen == 10 and state.world_size == 1
+    assert state.config["max_steps"] == 5 and state.scheduler["last_epoch"] == 5
+    (pos,) = state.data
+    assert pos["num_workers"] == 1 and pos["workers"]["0"]["samples"] == 10
+    assert not list((out / "checkpoints").glob("*.tmp"))
+    metrics = last_by_step(out / "metrics.jsonl")
+    assert sorted(metrics) == [1, 2, 3, 4, 5] and metrics[5]["lr"] == 0.0   # cosine to 0
+    # a rerun of a finished run trains nothing and keeps the checkpoints as they are
+    mtime = (ckpt / "model.safetensors").stat().st_mtime_ns
+    assert run(train_args(shards, out, "max_steps=5", "save_every=2", "keep_last=2")) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (ckpt / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("workers,stop", [(0, 3), (2, 3)])
+def test_stopped_run_resumes_like_an_uninterrupted_one(shards, tmp_path, workers, stop):
+    """Stop after N steps, restart: step N+1.. see the same data and the same losses."""
+    common = ["max_steps=7", "save_every=100", f"num_workers={workers}"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run(train_args(shards, full, *common)) == 0
+    assert run(train_args(shards, cut, *common, "--stop-at", str(stop))) == 0
+    assert [s for s, _ in list_checkpoints(cut)] == [stop]
+    assert run(train_args(shards, cut, *common)) == 0
+    a, b = last_by_step(full / "data_trace.jsonl"), last_by_step(cut / "data_trace.jsonl")
+    assert sorted(a) == sorted(b) == list(range(1, 8))
+    assert all(a[s]["samples"] == b[s]["samples"] for s in a)
+    la, lb = last_by_step(full / "metrics.jsonl"), last_by_step(cut / "metrics.jsonl")
+    for s in range(1, 8):
+        assert lb[s]["loss"] == pytest.approx(la[s]["loss"], rel=1e-5, abs=1e-6)
+        assert lb[s]["lr"] == pytest.approx(la[s]["lr"])
+    wa = load_for_inference(full)[0].state_dict()
+    wb = load_for_inference(cut)[0].state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_from_its_last_checkpoint(shards, tmp_path):
+    """A real SIGKILL mid-run: the restart continues from the last complete checkpoint with the
+    same data order and losses as an uninterrupted run."""
+    args = ["max_steps=14", "save_every=4", "num_workers=0"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert run(train_args(shards, full, *args)) == 0
+    cmd = [sys.executable, "-m", "model.train", *train_args(shards, killed, *args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list_checkpoints(killed):
+        assert proc.poll() is None, "the training process ended before its first checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = [s for s, _ in list_checkpoints(killed)]
+    assert saved and saved[-1] < 14, saved
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming from checkpoint-{saved[-1]:08d}" in done.stdout
+    a, b = last_by_step(full / "data_trace.jsonl"), last_by_step(killed / "data_trace.jsonl")
+    assert sorted(b) == list(range(1, 15)) and all(a[s] == b[s] for s in a)
+    la, lb = last_by_step(full / "metrics.jsonl"), last_by_step(killed / "metrics.jsonl")
+    for s in range(saved[-1] + 1, 15):
+        assert lb[s]["loss"] == pytest.approx(la[s]["loss"], rel=1e-4)
+
+
+def test_resume_refuses_another_model_structure(shards, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=1")) == 0
+    assert run(train_args(shards, out, "max_steps=2", "trainable=projector")) == 2
+    assert "another model structure: trainable: 'projector+lm' -> 'projector'" in \
+        capsys.readouterr().err
+
+
+def test_truncated_shard_is_refused_before_training(tmp_path, capsys):
+    make_shard_set(tmp_path / "s", n_rows=4, rows_per_shard=2)
+    part = tmp_path / "s" / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[:-50])
+    assert run(train_args(tmp_path / "s", tmp_path / "o", "max_steps=1")) == 2
+    err = capsys.readouterr().err
+    assert "part-00001.parquet" in err and "truncated or replaced" in err
+    assert not (tmp_path / "o" / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------- reload, infer, eval
+
+def test_checkpoint_reloads_with_its_projector_and_generates(shards, tmp_path):
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=3", "projector=mlp")) == 0
+    model, tok, spec = load_for_inference(out)
+    ckpt = list_checkpoints(out)[-1][1]
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        for name, p in model.named_parameters():
+            assert torch.equal(p, f.get_tensor(name)), name
+    fresh = build_model(spec, tok)
+    assert not torch.equal(fresh.projector.net[0].weight, model.projector.net[0].weight)
+    from model.infer import GenerationConfig, generate, shard_requests
+
+    reqs = list(shard_requests(shards, "tasks", limit=2))
+    answers = generate(model, tok, reqs, GenerationConfig(max_new_tokens=5, batch_size=3))
+    again = generate(model, tok, reqs, GenerationConfig(max_new_tokens=5, batch_size=1))
+    assert len(answers) == len(reqs) == 8 and answers == again   # greedy, batching-invariant
+
+
+def test_projector_only_checkpoint_of_a_local_hf_lm_holds_only_the_projector(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from model.modeling import tiny_tokenizer
+
+    lm_dir = tmp_path / "lm"
+    tok = tiny_tokenizer()
+    tok.chat_template = None
+    LlamaForCausalLM(LlamaConfig(vocab_size=256 + 3, hidden_size=16, intermediate_size=32,
+                                 num_hidden_layers=1, num_attention_heads=2,
+                                 num_key_value_heads=2)).save_pretrained(lm_dir)
+    tiny_tokenizer().save_pretrained(lm_dir)
+    make_shard_set(tmp_path / "s", n_rows=4, n_frames=2, dim=8)
+    out = tmp_path / "run"
+    assert run(train_args(tmp_path / "s", out, "max_steps=2", f"model={lm_dir}",
+                          "trainable=projector")) == 0
+    ckpt = list_checkpoints(out)[-1][1]
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == ["projector.net.bias", "projector.net.weight"]
+    model, _, spec = load_for_inference(out)
+    assert spec.lm == str(lm_dir) and spec.trainable == "projector"
+
+
+@pytest.mark.slow
+def test_overfit_train_infer_eval_end_to_end(tmp_path, capsys):
+    """Two clips, same question, different keys: the reloaded model answers each from its
+    audio, and llark eval scores the key task 1.0."""
+    from model.evaluate import run as evaluate
+    from model.infer import run as infer
+
+    rows = [make_row(i, n_frames=4, dim=16, families=("mir",), seed=5) for i in range(2)]
+    keys = [r.annotation.key for r in rows]
+    assert keys[0] != keys[1]
+    write_shard_set(tmp_path / "s", rows)
+    out = tmp_path / "run"
+    assert run(["--shards", str(tmp_path / "s"), "--output", str(out), "max_steps=70",
+                "log_every=35", "learning_rate=0.005", "per_device_batch_size=2",
+                "shuffle_buffer=0", "warmup_ratio=0.05", "trackers="]) == 0
+    preds = tmp_path / "preds.jsonl"
+    assert infer(["--checkpoint", str(out), "--shards", str(tmp_path / "s"), "--tasks", "key",
+                  "--output", str(preds)]) == 0
+    got = [json.loads(l)["prediction"] for l in preds.read_text().splitlines()]
+    assert got == [f"The key is {k}." for k in keys]
+    assert evaluate(["--predictions", str(preds), "--output", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["key"]["weighted_score"] == 1.0 and metrics["key"]["n"] == 2
+    assert "| key | 2 | MIREX weighted score | 1.000 |" in (tmp_path / "eval" / "report.md").read_text()
