@@ -7,7 +7,8 @@ rejects: that rejection is deterministic, so a rerun reaches the same result). F
 
 Storage is a :class:`CacheStore`: :class:`LocalCacheStore` writes
 ``{root}/{key[:2]}/{key}.json`` atomically (temp file in the same folder + ``os.replace``), so
-concurrent threads and worker processes never see half a file; ``pipelines/instruct.py`` adds a
+concurrent threads and worker processes never see half a file (entries are not fsynced: after a
+power loss an entry may be unreadable, which counts as a miss and is rewritten); ``pipelines/instruct.py`` adds a
 store over Beam's ``FileSystems`` for ``gs://`` cache folders. The key and the stored files hold
 no credentials: the API key and the server URL are not part of a request.
 """
@@ -54,11 +55,9 @@ class LocalCacheStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:12]}.", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            with os.fdopen(fd, "wb") as f:     # no fsync: a crash may leave an unreadable
+                f.write(data)                   # entry, which reads as a miss (never as a
+            os.replace(tmp, path)               # half-written reply: rename is atomic)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

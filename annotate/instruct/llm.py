@@ -153,6 +153,9 @@ class OpenAIChatBackend:
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._json_ok = settings.json_mode != "off"
+        from openai.types.chat import ChatCompletion
+
+        self._completion_type = ChatCompletion
         self._client = openai.OpenAI(api_key=api_key, base_url=settings.base_url or None,
                                      timeout=settings.timeout_s, max_retries=0)
 
@@ -238,8 +241,11 @@ class OpenAIChatBackend:
             params = self.params(json_mode)
             tally["llm_requests"] += 1
             try:
-                resp = self._client.chat.completions.create(model=self.model, messages=msgs,
-                                                            **params)
+                # the client's documented raw-body call: the same auth, timeouts, errors and
+                # typed reply as chat.completions.create, without its per-request walk over
+                # the typed message params (~4 ms of CPU per request, see the benchmark doc)
+                resp = self._client.post("/chat/completions", cast_to=self._completion_type,
+                                         body={"model": self.model, "messages": msgs, **params})
             except o.BadRequestError as exc:
                 if json_mode and self.settings.json_mode == "auto" and \
                         "response_format" in self._describe(exc):

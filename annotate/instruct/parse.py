@@ -122,17 +122,19 @@ def extract_json(reply: str) -> ParsedReply:
         notes.append("leading_text")
     body = text[start:]
     decoder = json.JSONDecoder()
-    for attempt, candidate in enumerate((body, _strip_trailing_commas(body))):
+    cleaned = ""
+    for attempt in range(2):
+        candidate = body if attempt == 0 else cleaned
         try:
             value, end = decoder.raw_decode(candidate)
         except json.JSONDecodeError:
+            cleaned = cleaned or _strip_trailing_commas(body)
             continue
         if attempt == 1:
             notes.append("trailing_comma")
         if candidate[end:].strip():
             notes.append("trailing_text")
         return ParsedReply(value, tuple(notes))
-    cleaned = _strip_trailing_commas(body)
     for candidate in _complete_prefixes(cleaned):
         try:
             value = json.loads(candidate)

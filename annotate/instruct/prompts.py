@@ -9,6 +9,7 @@ until the version and the fingerprint are updated together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -141,10 +142,15 @@ def build_messages(facts: ClipFacts, family: str, n_pairs: int, min_confidence: 
     clip's facts."""
     messages = [ChatMessage("system", system_prompt(family, facts.dataset, n_pairs))]
     if few_shot:
-        messages.append(ChatMessage("user", user_prompt(EXAMPLE_FACTS, min_confidence)))
-        messages.append(ChatMessage("assistant", json.dumps(EXAMPLE_REPLIES[family])))
+        messages += _example(family, min_confidence)
     messages.append(ChatMessage("user", user_prompt(facts, min_confidence)))
     return messages
+
+
+@functools.lru_cache(maxsize=64)
+def _example(family: str, min_confidence: float) -> tuple[ChatMessage, ChatMessage]:
+    return (ChatMessage("user", user_prompt(EXAMPLE_FACTS, min_confidence)),
+            ChatMessage("assistant", json.dumps(EXAMPLE_REPLIES[family])))
 
 
 def repair_messages(messages: list[ChatMessage], previous_reply: str, problem: str

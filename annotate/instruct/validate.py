@@ -125,11 +125,23 @@ def phrase_problems(text: str, facts: ClipFacts) -> list[Drop]:
                   facts.audio_name.rsplit(".", 1)[0]):
         ident = ident.strip()
         # short or purely alphabetic source ids ("rock") would match ordinary words
-        if len(ident) >= 4 and not ident.isalpha() and \
-                re.search(rf"(?<![\w-]){re.escape(ident.lower())}(?![\w-])", lowered):
+        if len(ident) >= 4 and not ident.isalpha() and _contains_token(lowered, ident.lower()):
             found.append(Drop("identifier", ident))
             break
     return found
+
+
+def _contains_token(text: str, token: str) -> bool:
+    """``token`` in ``text`` with no word character or ``-`` right before or after it."""
+    start = text.find(token)
+    while start >= 0:
+        end = start + len(token)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before in "_-") and not (after.isalnum() or after in "_-"):
+            return True
+        start = text.find(token, start + 1)
+    return False
 
 
 def length_problem(pair: QAPair, limits: Limits) -> Drop | None:
@@ -168,7 +180,8 @@ def is_near_duplicate(question: str, earlier: list[str], ratio: float) -> bool:
     for other in earlier:
         if norm == other:
             return True
-        if SequenceMatcher(None, norm, other).ratio() >= ratio:
+        m = SequenceMatcher(None, norm, other)
+        if m.real_quick_ratio() >= ratio and m.quick_ratio() >= ratio and m.ratio() >= ratio:
             return True
     return False
 
