@@ -44,7 +44,18 @@ from llark.errors import (
 )
 from llark.windows import DEFAULT_CLIP_SECONDS, DEFAULT_MIN_CLIP_SECONDS, clip_windows
 from pipelines.datasets import READERS, read_tasks
-from pipelines.datasets.common import BadRow, ReaderOptions, TrackTask, exists, is_uri, read_bytes
+from pipelines.datasets.common import (
+    BadRow,
+    ReaderOptions,
+    TrackTask,
+    basename,
+    exists,
+    is_uri,
+    list_files,
+    read_bytes,
+    read_text,
+)
+from pipelines.datasets.musicnet import parse_labels, window_notes
 from pipelines.schema import CLIP_SCHEMA, Clip, NoteEvent, clip_id
 from pipelines.stage import (
     DEAD_TAG,
@@ -193,8 +204,6 @@ def track_clips(task: TrackTask, source: AudioSource, audio_uri: str, params: Wi
         if notes is None:
             clip_notes, instruments = (), None
         else:
-            from pipelines.datasets.musicnet import window_notes
-
             clip_notes, instruments = window_notes(notes, start, end)
         clips.append(task.make_clip(audio_uri, start, end, info.sample_rate_hz, info.channels,
                                     round(info.duration_s, 6), rms_dbfs(audio), clip_notes,
@@ -227,9 +236,6 @@ def open_audio(uri: str) -> AudioSource:
 def load_notes(task: TrackTask) -> tuple[NoteEvent, ...] | None:
     if not task.labels_uri:
         return None
-    from pipelines.datasets.common import basename, read_text
-    from pipelines.datasets.musicnet import parse_labels
-
     text = read_text(task.labels_uri, f"MusicNet labels of {task.id}")
     return parse_labels(text, basename(task.labels_uri))
 
@@ -282,8 +288,6 @@ class IngestCounts:
     def __call__(self) -> dict[str, Any]:
         import pyarrow.parquet as pq
         from apache_beam.io.filesystems import FileSystems
-
-        from pipelines.datasets.common import list_files, read_text
 
         clips_by_split: Counter[str] = Counter()
         tracks: dict[str, str] = {}

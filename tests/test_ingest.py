@@ -3,8 +3,9 @@ the config, and the Beam DoFn under TestPipeline with a bad record per dataset."
 
 from __future__ import annotations
 
-import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import apache_beam as beam
@@ -28,7 +29,6 @@ from pipelines.ingest import (
     IngestConfig,
     IngestTrackFn,
     WindowParams,
-    build_ingest,
     ingest_task,
     rms_dbfs,
     track_clips,
@@ -111,6 +111,21 @@ def test_typed_audio_failures(tmp_path: Path) -> None:
     task = _task(tmp_path / "x.wav", alt_audio_uris=(str(tmp_path / "x.mp3"),))
     with pytest.raises(AudioNotFoundError, match="x.wav, .*x.mp3"):
         ingest_task(task, PARAMS)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("ext, codec, sr", [("m4a", "aac", 44100), ("opus", "libopus", 48000),
+                                            ("webm", "libopus", 48000)])
+def test_formats_only_ffmpeg_reads(tmp_path: Path, ext: str, codec: str, sr: int) -> None:
+    # what yt-dlp downloads for MusicCaps: soundfile cannot read these, ffmpeg does
+    path = tmp_path / f"-x.{ext}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=14", "-c:a", codec, str(path)], check=True)
+    task = _musiccaps_task(path, 2.0, 12.0)
+    params = WindowParams(clip_seconds=23.777, min_clip_seconds=5.0, sample_rate_hz=16000)
+    (clip,) = ingest_task(task, params).clips
+    assert (clip.start_s, clip.end_s) == (2.0, 12.0) and clip.sample_rate_hz == sr
+    assert clip.rms_dbfs == pytest.approx(20 * math.log10(0.125 / math.sqrt(2)), abs=0.5)
 
 
 def _musiccaps_task(path: Path, start: float, end: float) -> TrackTask:
