@@ -55,6 +55,8 @@ demo: venv system-deps
 	@for ds in musiccaps magnatagatune fma musicnet folder; do \
 	  $(VENV)/bin/llark ingest --dataset $$ds --data-dir $(DEMO_OUT)/data/$$ds --output $(DEMO_OUT)/clips/$$ds || exit 1; \
 	done
+	$(VENV)/bin/llark annotate --output $(DEMO_OUT)/annotations --input $(DEMO_OUT)/clips/musiccaps,$(DEMO_OUT)/clips/magnatagatune,$(DEMO_OUT)/clips/fma,$(DEMO_OUT)/clips/musicnet,$(DEMO_OUT)/clips/folder
+	$(VENV)/bin/llark instruct --input $(DEMO_OUT)/annotations --output $(DEMO_OUT)/instructions
 	$(VENV)/bin/llark inspect $(DEMO_OUT)/clips
 
 clean:
