@@ -50,14 +50,13 @@ test: venv airflow-venv system-deps
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" tests
 
+# The whole pipeline on the synthetic demo corpus, offline: demo-data -> ingest (5 datasets) ->
+# annotate -> instruct (template) -> embed (features) -> shards -> train (tiny) -> infer -> eval
+# -> HTML report. Complete stages are skipped on a rerun.
 demo: venv system-deps
-	$(VENV)/bin/llark demo-data --output $(DEMO_OUT)/data
-	@for ds in musiccaps magnatagatune fma musicnet folder; do \
-	  $(VENV)/bin/llark ingest --dataset $$ds --data-dir $(DEMO_OUT)/data/$$ds --output $(DEMO_OUT)/clips/$$ds || exit 1; \
-	done
-	$(VENV)/bin/llark annotate --output $(DEMO_OUT)/annotations --input $(DEMO_OUT)/clips/musiccaps,$(DEMO_OUT)/clips/magnatagatune,$(DEMO_OUT)/clips/fma,$(DEMO_OUT)/clips/musicnet,$(DEMO_OUT)/clips/folder
-	$(VENV)/bin/llark instruct --input $(DEMO_OUT)/annotations --output $(DEMO_OUT)/instructions
-	$(VENV)/bin/llark inspect $(DEMO_OUT)/clips
+	$(VENV)/bin/llark run --work-dir $(DEMO_OUT) --data-dir $(DEMO_OUT)/data
+	$(VENV)/bin/llark inspect $(DEMO_OUT) > $(DEMO_OUT)/inspect.txt && tail -n 1 $(DEMO_OUT)/inspect.txt
+	@echo "report: $(DEMO_OUT)/report/report.html   summary: $(DEMO_OUT)/inspect.txt"
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

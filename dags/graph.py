@@ -154,7 +154,8 @@ def build_graph(cfg: RunConfig) -> list[Stage]:
                                   "--config", cfg.train_config, *cfg.train_overrides),
                         ("shards",), p["train"], False, f"train ({cfg.train_config})"))
     stages.append(Stage("infer", ("infer", "--checkpoint", p["train"], "--shards", p["shards"],
-                                  "--output", p["infer"], "--limit", str(cfg.infer_limit)),
+                                  "--output", f"{p['infer']}/predictions.jsonl",
+                                  "--limit", str(cfg.infer_limit)),
                         ("train",), p["infer"], False, "generate answers"))
     stages.append(Stage("eval", ("eval", "--predictions", f"{p['infer']}/predictions.jsonl",
                                  "--output", p["eval"]),

@@ -35,6 +35,7 @@ def command(stage: Stage, cfg: RunConfig) -> list[str]:
 def run_stage(stage: Stage, cfg: RunConfig, n: int, total: int, log_dir: Path) -> float:
     """Run one stage, streaming its output to the terminal and to ``log_dir/<stage>.log``."""
     argv = command(stage, cfg)
+    Path(stage.output).mkdir(parents=True, exist_ok=True)
     print(f"[{n}/{total}] {stage.name}: {stage.what}", flush=True)
     print("      $ llark " + " ".join(stage.argv), flush=True)
     t0 = time.monotonic()
