@@ -230,20 +230,23 @@ def load_modules(cfg: JukeboxConfig, checkpoint_dir: str | os.PathLike | None,
 
 def _init_codebook(vqvae: Any, cfg: JukeboxConfig, device: str) -> None:
     """Give a random top-level codebook entries drawn from the encoder's own outputs (what
-    Jukebox's training does first), so random audio maps to many different codes; an
-    untrained codebook is all zeros and every code would be the same."""
+    Jukebox's training does first) plus noise, so random audio maps to many different codes
+    and no two entries are near-ties; an untrained codebook is all zeros and every code would
+    be the same."""
     import torch
 
     t = torch.arange(cfg.context_samples, device=device, dtype=torch.float32) / SAMPLE_RATE_HZ
     tone = sum(torch.sin(2 * math.pi * f * t) for f in (110.0, 440.0, 1760.0))
     audio = 0.3 * tone + 0.3 * torch.randn(cfg.context_samples, device=device)
-    audio = audio * (1 + torch.sin(2 * math.pi * 0.5 * t))             # slow swell
+    audio = audio * (1.5 + torch.sin(2 * math.pi * 0.5 * t))           # slow swell, no silence
     with torch.no_grad():
         x_in = vqvae.preprocess(audio[None, :, None])
         h = vqvae.encoders[TOP_LEVEL](x_in)[-1][0].T                   # (n_ctx, emb_width)
         block = vqvae.bottleneck.level_blocks[TOP_LEVEL]
-        pick = torch.randint(0, h.shape[0], (block.k_bins,), device=device)
-        block.k.copy_(h[pick] + 0.01 * h.std() * torch.randn_like(h[pick]))
+        pick = torch.randperm(h.shape[0], device=device)[:block.k_bins] % h.shape[0]
+        if pick.numel() < block.k_bins:
+            pick = pick.repeat(math.ceil(block.k_bins / pick.numel()))[:block.k_bins]
+        block.k.copy_(h[pick] + 0.3 * h.std(dim=0) * torch.randn_like(h[pick]))
 
 
 def pooling_plan(n_samples: int, sample_rate_hz: int = SAMPLE_RATE_HZ,
