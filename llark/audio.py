@@ -100,11 +100,23 @@ def _ffprobe(source: AudioSource) -> AudioInfo:
     try:
         sr, ch, dur = int(fields["sample_rate"]), int(fields["channels"]), float(fields["duration"])
     except (KeyError, ValueError) as exc:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no audio stream"]
-        raise UndecodableAudioError(f"cannot decode {_name(source)}: {msg[0]}") from exc
+        raise UndecodableAudioError(f"cannot decode {_name(source)}: "
+                                    f"{_ffmpeg_reason(proc.stderr, source)}") from exc
     if dur <= 0:
         raise EmptyAudioError(f"{_name(source)} holds no audio samples")
     return AudioInfo(sr, ch, int(round(dur * sr)), dur, "ffmpeg")
+
+
+def _ffmpeg_reason(stderr: bytes, source: AudioSource) -> str:
+    """ffmpeg's last error line without the file name it repeats; a hint when it says little."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    reason = lines[-1] if lines else "no audio stream found"
+    name = _name(source)
+    if reason.startswith(name + ":"):
+        reason = reason[len(name) + 1:].strip()
+    if reason in ("Invalid argument", "Invalid data found when processing input"):
+        reason = f"{reason} (not an audio file, or a corrupt or truncated one)"
+    return reason
 
 
 def _read_soundfile(source: AudioSource, start_s: float, end_s: float | None
@@ -134,8 +146,8 @@ def _read_ffmpeg(source: AudioSource, start_s: float, end_s: float | None
     proc = subprocess.run(cmd, input=source if isinstance(source, bytes) else None,
                           capture_output=True, timeout=600)
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
-        raise UndecodableAudioError(f"ffmpeg cannot decode {_name(source)}: {msg[0]}")
+        raise UndecodableAudioError(f"ffmpeg cannot decode {_name(source)}: "
+                                    f"{_ffmpeg_reason(proc.stderr, source)}")
     data = np.frombuffer(proc.stdout, dtype="<f4")
     usable = len(data) - len(data) % info.channels
     return data[:usable].reshape(-1, info.channels).copy(), info.sample_rate_hz

@@ -42,8 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"llark: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    from llark.errors import LlarkError
+
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.run(rest) or 0)
+    try:
+        return int(module.run(rest) or 0)
+    except LlarkError as exc:
+        # Expected failures (bad config, missing input set, too many dead letters): one clear
+        # line, no traceback.
+        print(f"llark {name}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -231,7 +231,8 @@ def read_complete_index(output: str) -> ShardIndex | None:
 def clean_incomplete(output: str) -> int:
     """Remove what an interrupted run left (parts, dead letters, staging). Returns files removed."""
     doomed = (_list(_join(output, "part-*.parquet")) + _list(_join(output, STAGING_DIR, "**"))
-              + _list(_join(output, DEAD_LETTER_DIR, "**")))
+              + _list(_join(output, DEAD_LETTER_DIR, "**"))
+              + _list(_join(output, REJECTED_INDEX_FILE)))
     if doomed:
         FileSystems.delete(doomed)
     for folder in (_join(output, STAGING_DIR), _join(output, DEAD_LETTER_DIR)):
@@ -252,9 +253,18 @@ def _remove_empty_local_dirs(folder: str) -> None:
         os.rmdir(folder)
 
 
+REJECTED_INDEX_FILE = "_index.rejected.json"
+
+
 def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
-           counts: dict[str, Any] | None = None) -> ShardIndex:
-    """Move staged files into place, count them, write ``_index.json`` last."""
+           counts: dict[str, Any] | None = None, max_error_rate: float = 1.0,
+           inputs_count: int | None = None) -> ShardIndex:
+    """Move staged files into place, count them, write ``_index.json`` last.
+
+    When more than ``max_error_rate`` of the inputs were dead-lettered the set is not marked
+    complete: the index goes to ``_index.rejected.json`` (parts and dead letters stay for
+    inspection), so a rerun redoes the stage instead of reporting it done.
+    """
     staged = [p for p in _list(_join(staging, "data", "part*")) if p.endswith(".parquet")]
     entries = []
     total = 0
@@ -299,8 +309,20 @@ def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
     if leftovers:
         FileSystems.delete(leftovers)
     _remove_empty_local_dirs(_join(output, STAGING_DIR))
+    dead = sum(dead_counts.values())
+    n_in = inputs_count if inputs_count is not None else index.counts.get("inputs")
+    if n_in and dead / n_in > max_error_rate:
+        _write_text(_join(output, REJECTED_INDEX_FILE), index.to_json())
+        raise ErrorRateExceeded(
+            f"[{stage}] {dead} of {n_in} inputs failed ({dead / n_in:.0%}), above "
+            f"--max-error-rate {max_error_rate:.0%}; the output is NOT marked complete. "
+            f"See {output}/{DEAD_LETTER_DIR}/{stage}/ (and {REJECTED_INDEX_FILE})")
     _write_text(_join(output, INDEX_FILE), index.to_json())
     return index
+
+
+class ErrorRateExceeded(LlarkError):
+    """Too many inputs of a stage were dead-lettered; the output is left incomplete."""
 
 
 def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[str],
@@ -331,15 +353,9 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     if callable(counts):
         # Counts that need the finished run (e.g. rows per split), read from the staged files.
         counts = counts()
-    index = commit(stage, record, output, staging, cfg, counts)
+    index = commit(stage, record, output, staging, cfg, counts, max_error_rate, inputs_count)
     result = StageResult(index, output, False)
     print_summary(stage, result)
-    dead = sum(index.dead_letters.values())
-    n_in = inputs_count if inputs_count is not None else index.counts.get("inputs")
-    if n_in and dead / n_in > max_error_rate:
-        raise LlarkError(f"[{stage}] {dead} of {n_in} inputs failed ({dead / n_in:.0%}), above "
-                         f"--max-error-rate {max_error_rate:.0%}; see "
-                         f"{output}/{DEAD_LETTER_DIR}/{stage}/")
     return result
 
 

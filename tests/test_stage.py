@@ -92,11 +92,17 @@ def test_interrupted_run_is_cleaned_and_redone(tmp_path):
     assert clean_incomplete(str(tmp_path / "never")) == 0
 
 
-def test_error_rate_threshold_fails_the_run(tmp_path):
+def test_error_rate_threshold_fails_the_run_and_leaves_it_incomplete(tmp_path):
     with pytest.raises(LlarkError, match="2 of 5 inputs failed"):
         run_stage("toy", "clip", str(tmp_path / "o"), None, FAST, ToyBuild(5), max_error_rate=0.3)
-    # the output is still committed, so the dead letters can be read
-    assert (tmp_path / "o" / s.INDEX_FILE).exists()
+    # dead letters stay readable, but the set is not complete: a rerun redoes it
+    assert not (tmp_path / "o" / s.INDEX_FILE).exists()
+    assert (tmp_path / "o" / "_index.rejected.json").exists()
+    assert (tmp_path / "o" / "_dead_letter" / "toy" / "part-00000.jsonl").exists()
+    build = ToyBuild(5)
+    result = run_stage("toy", "clip", str(tmp_path / "o"), None, FAST, build)
+    assert build.calls == 1 and not result.skipped_run
+    assert not (tmp_path / "o" / "_index.rejected.json").exists()
 
 
 def test_stage_args_pass_beam_flags_and_refuse_typos():

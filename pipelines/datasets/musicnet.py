@@ -138,11 +138,14 @@ def parse_labels(text: str, name: str) -> tuple[NoteEvent, ...]:
 
 def window_notes(notes: tuple[NoteEvent, ...], start_s: float, end_s: float
                  ) -> tuple[tuple[NoteEvent, ...], tuple[str, ...]]:
-    """Notes overlapping ``[start_s, end_s)`` shifted to window time, and the GM names of the
-    instruments that play in the window (ordered by program number)."""
+    """Notes overlapping ``[start_s, end_s)`` shifted to window time and trimmed to the window
+    (a note held across a window edge keeps only the part the clip contains; its beat fields
+    stay the score's), and the GM names of the instruments that play in the window (ordered by
+    program number)."""
+    length = end_s - start_s
     inside = tuple(
-        NoteEvent(round(n.start_s - start_s, 6), round(n.end_s - start_s, 6), n.program,
-                  n.pitch_midi, n.start_beat, n.end_beat, n.note_value)
+        NoteEvent(round(max(0.0, n.start_s - start_s), 6), round(min(length, n.end_s - start_s), 6),
+                  n.program, n.pitch_midi, n.start_beat, n.end_beat, n.note_value)
         for n in notes if n.start_s < end_s and n.end_s > start_s)
     programs = sorted({n.program for n in inside})
     return inside, tuple(program_name(p) for p in programs)
