@@ -1,7 +1,7 @@
 """Annotate: clip records → annotated clip records (tempo, beats, meter, key, chords).
 
     llark annotate --input CLIPS[,CLIPS...] --output DIR [--backend consensus|madmom|essentia]
-                   [--silence-dbfs -60] [--key-profile shaath] [Beam flags]
+                   [--silence-dbfs -60] [--essentia-profile shaath] [Beam flags]
     python -m pipelines.annotate ...   (the same)
 
 Pipeline::
@@ -70,7 +70,8 @@ class AnnotateConfig:
                        default="consensus")
     silence_dbfs: float = doc("windows whose RMS is below this many dBFS are annotated as "
                               "silent", default=-60.0)
-    key_profile: str = doc("essentia KeyExtractor profile", default="shaath")
+    essentia_profile: str = doc("essentia KeyExtractor profileType (chosen by "
+                                "benchmarks/annotate_accuracy.py)", default="shaath")
     tempo_activation: str = doc("madmom tempo input: downbeat (shared with the downbeat "
                                 "tracker) or beat (separate RNNBeatProcessor)",
                                 default="downbeat")
@@ -84,8 +85,8 @@ class AnnotateConfig:
             raise ConfigError("--output is required")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
-        if self.key_profile not in KEY_PROFILES:
-            raise ConfigError(f"--key-profile {self.key_profile!r}: choose one of "
+        if self.essentia_profile not in KEY_PROFILES:
+            raise ConfigError(f"--essentia-profile {self.essentia_profile!r}: choose one of "
                               f"{', '.join(KEY_PROFILES)}")
         self.annotator_config()   # validates the remaining fields
 
@@ -94,7 +95,7 @@ class AnnotateConfig:
             backend=self.backend, silence_dbfs=self.silence_dbfs,
             madmom=MadmomConfig(tempo_activation=self.tempo_activation,
                                 intra_op_threads=self.onnx_threads),
-            essentia=EssentiaConfig(key_profile=self.key_profile),
+            essentia=EssentiaConfig(key_profile=self.essentia_profile),
             consensus=ConsensusConfig())
 
 

@@ -1,0 +1,159 @@
+"""The Beam stage ``llark annotate``: AnnotateClipFn under TestPipeline, and an end-to-end run
+on tmp folders that feeds a silent clip (written, ``is_silent``) and corrupt, missing and
+truncated clips (dead letters only), with index counts that add up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from annotate.annotator import AnnotatorConfig
+from llark.errors import ConfigError
+from llark.synth import Part, SongSpec, render_song, roman_to_harte
+from pipelines import schema as s
+from pipelines.annotate import AnnotateClipFn, AnnotateConfig, read_source, run, to_annotation
+from tests.setfactory import write_set
+
+FAST = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory) -> Path:
+    """A 16 s song (key G major, 100 BPM, 4/4), a silent file, a corrupt file."""
+    d = tmp_path_factory.mktemp("audio")
+    spec = SongSpec(tonic=7, mode="major", tempo_bpm=100.0, beats_per_bar=4,
+                    progression=roman_to_harte(["I", "V", "vi", "IV"], 7, "major"),
+                    parts=(Part("drums", "drums", "rock"), Part("electric bass", "bass"),
+                           Part("electric piano", "chords")),
+                    duration_s=16.0, seed=3, first_beat_s=0.2)
+    sf.write(d / "song.wav", render_song(spec, SR).audio, SR)
+    sf.write(d / "silence.wav", np.zeros(8 * SR, np.float32), SR)
+    (d / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 40)
+    return d
+
+
+def clip(audio_dir: Path, name: str, start: float, end: float, sid: str | None = None) -> s.Clip:
+    sid = sid or name.split(".")[0]
+    return s.Clip(id=s.clip_id("folder", sid, start, end), dataset="folder", source_id=sid,
+                  split="train", audio_uri=str(audio_dir / name), start_s=start, end_s=end,
+                  sample_rate_hz=SR, title=sid)
+
+
+def clips(audio_dir: Path) -> dict[str, s.Clip]:
+    return {
+        "song_a": clip(audio_dir, "song.wav", 0.0, 8.0),
+        "song_b": clip(audio_dir, "song.wav", 8.0, 16.0),
+        "silent": clip(audio_dir, "silence.wav", 0.0, 8.0),
+        "corrupt": clip(audio_dir, "corrupt.wav", 0.0, 8.0),
+        "missing": clip(audio_dir, "missing.wav", 0.0, 8.0),
+        "truncated": clip(audio_dir, "song.wav", 10.0, 20.0, sid="song_late"),
+    }
+
+
+def _summary(ac: s.AnnotatedClip) -> tuple:
+    a = ac.annotation
+    return (ac.id, a.is_silent, a.key, round(a.tempo_bpm / 10))
+
+
+def _failed_id(bad: tuple) -> tuple[str, str]:
+    row, (exc_type, _repr, _tb) = bad
+    return row["id"], exc_type.__name__
+
+
+def test_annotate_fn_under_test_pipeline(audio_dir: Path) -> None:
+    c = clips(audio_dir)
+    rows = [c[k].to_row() for k in ("song_a", "silent", "corrupt")]
+    with TestPipeline() as p:
+        annotated, failed = (p | beam.Create(rows)
+                             | beam.ParDo(AnnotateClipFn(AnnotatorConfig()))
+                             .with_exception_handling())
+        good = annotated | "Summ" >> beam.Map(_summary)
+        bad = failed | "Fail" >> beam.Map(_failed_id)
+        assert_that(good, equal_to([(c["song_a"].id, False, "G major", 10),
+                                    (c["silent"].id, True, "", 0)]), label="annotated")
+        assert_that(bad, equal_to([(c["corrupt"].id, "UndecodableAudioError")]), label="failed")
+
+
+def test_end_to_end_run_dead_letters_and_counts(tmp_path: Path, audio_dir: Path, capsys) -> None:
+    c = clips(audio_dir)
+    write_set(tmp_path / "clips", list(c.values()), "clip", "ingest")
+    out = tmp_path / "annotations"
+    argv = ["--input", str(tmp_path / "clips"), "--output", str(out), "--max-error-rate", "0.9",
+            *FAST]
+    assert run(argv) == 0
+    index = s.read_index(out, "annotated_clip")
+    s.verify_shards(out, index)
+    # good + silent clips written; corrupt, missing and truncated ones dead-lettered only
+    assert index.total_rows == 3
+    assert index.dead_letters == {"AudioNotFoundError": 1, "TruncatedAudioError": 1,
+                                  "UndecodableAudioError": 1}
+    assert index.counts["inputs"] == 6 and index.counts["annotated"] == 3
+    assert index.counts["silent"] == 1 and index.counts["dead_letters"] == 3
+    assert index.counts["unaccounted"] == 0 and index.counts["backend"] == "consensus"
+    assert index.config["backend"] == "consensus" and index.config["essentia_profile"] == "shaath"
+
+    table = pq.read_table(out / index.shards[0].path)
+    assert table.schema.metadata[b"llark_record"] == b"annotated_clip"
+    written = {r["id"]: s.AnnotatedClip.from_row(r) for r in table.to_pylist()}
+    assert set(written) == {c["song_a"].id, c["song_b"].id, c["silent"].id}
+    silent = written[c["silent"].id].annotation
+    assert silent.is_silent and silent.beats == () and silent.key == ""
+    assert [ch.label for ch in silent.chords] == ["N"]
+    for k in ("song_a", "song_b"):
+        ac = written[c[k].id]
+        a = ac.annotation
+        assert ac.clip == c[k]                       # the clip's columns pass through unchanged
+        assert not a.is_silent and a.backend == "consensus" and a.meter == 4
+        assert a.tempo_bpm == pytest.approx(100.0, rel=0.04)
+        assert a.key == "G major"
+        # times are relative to the window, which is what the model hears
+        assert all(0.0 <= b.time_s < 8.05 for b in a.beats)
+        assert a.chords[-1].end_s == pytest.approx(8.0, abs=0.06)
+        raw = json.loads(a.backends_json)
+        assert {"madmom", "essentia"} <= set(raw)
+
+    dead_file = out / s.DEAD_LETTER_DIR / "annotate" / "part-00000.jsonl"
+    dead = [s.DeadLetter.from_json(line) for line in dead_file.read_text().splitlines()]
+    assert {d.id for d in dead} == {c["corrupt"].id, c["missing"].id, c["truncated"].id}
+    assert all(d.stage == "annotate" and d.input_uri and d.message for d in dead)
+    assert not set(written) & {d.id for d in dead}
+
+    err = capsys.readouterr().err
+    assert "wrote 3 annotated_clip rows" in err and "dead letters" in err
+    # a rerun of a complete stage does nothing
+    assert run(argv) == 0
+    assert "nothing to do" in capsys.readouterr().err
+
+
+def test_config_errors_and_input_checks(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ConfigError):
+        AnnotateConfig(input="x", output="y", backend="librosa")
+    with pytest.raises(ConfigError):
+        AnnotateConfig(input="", output="y")
+    with pytest.raises(ConfigError):
+        AnnotateConfig(input="x", output="y", tempo_activation="none")
+    # an input folder without an index is refused before any worker starts
+    (tmp_path / "clips").mkdir()
+    assert run(["--input", str(tmp_path / "clips"), "--output", str(tmp_path / "o"), *FAST]) == 1
+    assert "no _index.json" in capsys.readouterr().err
+
+
+def test_to_annotation_and_read_source(tmp_path: Path) -> None:
+    from annotate.consensus import silent_analysis
+
+    a = to_annotation("folder:x:0-5000", silent_analysis("consensus", 5.0, -90.0))
+    assert a.clip_id == "folder:x:0-5000" and a.is_silent and a.chords[0].label == "N"
+    assert s.Annotation.from_row(a.to_row()) == a
+    f = tmp_path / "a.wav"
+    f.write_bytes(b"x")
+    assert read_source(str(f)) == str(f)
+    assert read_source("file://" + str(f)) == str(f)
