@@ -26,8 +26,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+
+class _QuietBeamNoise(logging.Filter):
+    """Drop two harmless Beam warnings that would otherwise open every command's output."""
+
+    NOISE = ("apitools not found", "requested in with_outputs() but not declared")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(n in msg for n in self.NOISE)
+
+
+logging.getLogger().addFilter(_QuietBeamNoise())
+
+import apache_beam as beam  # noqa: E402  (after the filter, which must see its import warning)
+from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from llark.config import to_dict
@@ -66,6 +79,9 @@ def pipeline_options(beam_args: list[str], default_workers: int | None = None) -
             args += ["--direct_running_mode", "multi_processing"]
         if not any(a.startswith("--direct_num_workers") for a in args):
             args += ["--direct_num_workers", str(default_workers or os.cpu_count() or 1)]
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+        # worker processes log every bundle at INFO; keep the terminal for our summaries
+        args += ["--default_sdk_harness_log_level", "ERROR"]
     return PipelineOptions(args, save_main_session=False)
 
 
@@ -347,7 +363,7 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
         print(f"[{stage}] removed {removed} files of an earlier incomplete run", file=sys.stderr)
     staging = _join(output, STAGING_DIR, uuid.uuid4().hex[:12])
     options = pipeline_options(beam_args)
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
     with beam.Pipeline(options=options) as p:
         counts = build(p, staging)
     if callable(counts):
