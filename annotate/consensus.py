@@ -171,24 +171,25 @@ def resolve_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
 
 # --------------------------------------------------------------------------- beats
 
-def _number_beats(times: list[float], downbeats: tuple[float, ...], meter: int
-                  ) -> tuple[BeatTime, ...]:
-    """Number ``times`` 1..``meter``, restarting at the beat nearest each downbeat (beats
-    before the first downbeat count back from it); all 0 without a meter or downbeats."""
+def _number_beats(times: list[float], downbeats: tuple[float, ...], meter: int,
+                  tolerance_s: float = 0.07) -> tuple[BeatTime, ...]:
+    """Number ``times`` cyclically 1..``meter``, with the bar phase that puts the most of
+    another tracker's ``downbeats`` on a beat 1 (ties: the earliest phase). A whole-bar cycle
+    stays consistent even when that tracker ran at double speed and marked half-bars.
+    All numbers are 0 without a meter or downbeats."""
     t = np.asarray(times, dtype=np.float64)
     if not t.size:
         return ()
     if meter <= 0 or not downbeats:
         return tuple(BeatTime(round(float(x), 4), 0) for x in t)
-    starts = sorted({int(np.argmin(np.abs(t - d))) for d in downbeats})
-    numbers = np.zeros(t.size, dtype=int)
-    for i in range(t.size):
-        prior = [s for s in starts if s <= i]
-        if prior:
-            numbers[i] = (i - prior[-1]) % meter + 1
-        else:
-            numbers[i] = (i - starts[0]) % meter + 1
-    return tuple(BeatTime(round(float(x), 4), int(n)) for x, n in zip(t, numbers))
+    votes = np.zeros(meter)
+    for d in downbeats:
+        i = int(np.argmin(np.abs(t - d)))
+        if abs(t[i] - d) <= tolerance_s:
+            votes[i % meter] += 1
+    phase = int(np.argmax(votes))
+    return tuple(BeatTime(round(float(x), 4), int((i - phase) % meter + 1))
+                 for i, x in enumerate(t))
 
 
 def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None, bpm: float,

@@ -125,10 +125,25 @@ def test_essentia_beats_are_numbered_from_madmom_downbeats_when_only_they_match(
     assert "essentia" in note and meter == 4
     assert [b.time_s for b in beats] == [b.time_s for b in e.beats]
     numbers = [b.beat_number for b in beats]
-    assert set(numbers) <= {1, 2, 3, 4} and 0 not in numbers
-    # numbering is cyclic: each beat follows its predecessor unless a new bar starts
-    for a, b in zip(numbers, numbers[1:]):
-        assert b == a % 4 + 1 or b == 1
+    # whole bars of 4 even though madmom's (double-speed) downbeats fall every 2 beats here
+    assert numbers[:8] == [1, 2, 3, 4, 1, 2, 3, 4]
+    assert all(b == a % 4 + 1 for a, b in zip(numbers, numbers[1:]))
+
+
+def test_essentia_beats_take_the_bar_phase_of_madmom_downbeats() -> None:
+    # madmom at half speed, its downbeats on every 8th essentia beat starting at beat index 2
+    e = essentia(120.0)
+    times = [b.time_s for b in e.beats]
+    m = BackendAnalysis(
+        backend="madmom", duration_s=DUR, tempo=TempoEstimate(60.0, 0.5, ((60.0, 0.5),)),
+        beats=tuple(BeatTime(t, (i // 2) % 4 + 1 if i % 2 == 0 else 0)
+                    for i, t in enumerate(times[2:]) if i % 2 == 0),
+        meter=4, meter_confidence=0.8, key=KeyEstimate("C major", 0.5, onehot_key("C major")),
+        chords=(Chord(0.0, DUR, "C:maj"),), chords_confidence=0.5, beats_confidence=0.5)
+    assert m.downbeats_s[0] == times[2]
+    beats, meter, _, note = resolve_beats(m, e, 120.0, CFG)
+    assert "essentia" in note and meter == 4
+    assert [b.beat_number for b in beats][:6] == [3, 4, 1, 2, 3, 4]
 
 
 # --------------------------------------------------------------------------- key
