@@ -275,3 +275,24 @@ def test_jukebox_without_gpu_says_what_to_do():
     with pytest.raises(EncoderError, match="no CUDA GPU"):
         resolve_device("jukebox-tiny-random", "cuda")
     assert resolve_device("jukebox-tiny-random", "auto") == "cpu"
+
+
+# --------------------------------------------------------------------------- GPU benchmark
+
+def test_gpu_benchmark_dry_run(tmp_path):
+    """benchmarks/jukebox_gpu.py cannot run here (no GPU); its --dry-run builds the tiny model
+    on CPU and goes through every step the GPU run takes."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "jukebox_gpu.py"
+    spec = importlib.util.spec_from_file_location("jukebox_gpu", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "r.json"
+    assert mod.main(["--dry-run", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["dry_run"] and [r["batch"] for r in res["results"]] == [1, 2]
+    assert all(r["frames"] == [20] and r["dim"] == 32 and r["pieces"] == 3 * r["batch"]
+               for r in res["results"])
