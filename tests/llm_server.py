@@ -114,6 +114,7 @@ class LLMServer:
         self.replies_ok = 0
         self.by_behaviour: Counter[str] = Counter()
         self.in_flight = 0
+        self._admitted = 0
         self.max_in_flight = 0
         self.auth_headers: list[str] = []
         self.bodies: list[dict[str, Any]] = []
@@ -183,6 +184,12 @@ class LLMServer:
             self.by_behaviour[behaviour] += 1
             self.auth_headers.append(auth)
             self.bodies.append(body)
+
+    def _admit(self) -> bool:
+        """False once ``stop_after`` requests were admitted: the server is "dead" to the rest."""
+        with self._lock:
+            self._admitted += 1
+            return self.stop_after is None or self._admitted <= self.stop_after
 
     def _replied_ok(self) -> bool:
         """Count a successful reply; True when the server should now stop itself."""
@@ -280,6 +287,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _post(self, owner: LLMServer) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if not owner._admit():            # past stop_after: drop the connection, answer nothing
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
