@@ -310,11 +310,13 @@ class ShardStream(IterableDataset):
                 return cache.pop(ref)
             return cache[ref]
 
-        capacity = max(cfg.shuffle_buffer, 1)
         epoch_samples, epoch_start_buffer = 0, len(buffer)
 
         while True:
             plan = self.plan(pos.epoch, global_worker)
+            # never buffer more than one epoch of this worker's rows: a small set is not read
+            # several times over before its first sample
+            capacity = max(1, min(cfg.shuffle_buffer, sum(len(o) for _, _, o in plan)))
             while pos.unit < len(plan):
                 s, g, order = plan[pos.unit]
                 data = self._read(s, g)
@@ -383,7 +385,7 @@ class ShardStream(IterableDataset):
         if ex.n_supervised == 0:
             skip("no_answer_left_after_truncation")
             return None
-        return Sample(ex.input_ids, ex.labels, np.array(frames[: ex.n_audio]), row["id"],
+        return Sample(ex.input_ids, ex.labels, frames[: ex.n_audio], row["id"],
                       conv["id"], conv["family"], pos.worker, {})
 
     def _finish(self, sample: Sample, pos: WorkerPosition, buffer: list,
@@ -444,7 +446,7 @@ def collate(samples: Sequence[Sample], pad_id: int, padding_side: str = "right")
     input_ids = torch.full((b, length), pad_id, dtype=torch.long)     # (B, L)
     labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long)  # (B, L)
     mask = torch.zeros((b, length), dtype=torch.long)                 # (B, L)
-    audio = torch.zeros((b, frames, dim), dtype=torch.float16)        # (B, T, D)
+    audio = np.zeros((b, frames, dim), dtype=np.float16)              # (B, T, D); numpy copies
     lengths = torch.zeros(b, dtype=torch.long)                        # (B,)
     for i, s in enumerate(samples):
         n = len(s.input_ids)
@@ -452,10 +454,10 @@ def collate(samples: Sequence[Sample], pad_id: int, padding_side: str = "right")
         input_ids[i, sl] = torch.tensor(s.input_ids, dtype=torch.long)
         labels[i, sl] = torch.tensor(s.labels, dtype=torch.long)
         mask[i, sl] = 1
-        audio[i, : len(s.audio)] = torch.tensor(s.audio)
+        audio[i, : len(s.audio)] = s.audio                           # float16 at memcpy speed
         lengths[i] = len(s.audio)
     last = samples[-1]
-    return Batch(input_ids, mask, labels, audio, lengths, [s.clip_id for s in samples],
+    return Batch(input_ids, mask, labels, torch.from_numpy(audio), lengths, [s.clip_id for s in samples],
                  [s.conversation_id for s in samples], [s.family for s in samples],
                  last.worker, last.position)
 

@@ -172,8 +172,9 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=False)
+    # without a GPU, say so: accelerate then runs DDP over gloo when launched with N processes
     acc = Accelerator(mixed_precision=cfg.mixed_precision, log_with=trackers or None,
-                      project_dir=str(output))
+                      project_dir=str(output), cpu=not torch.cuda.is_available())
     main, world, rank = acc.is_main_process, acc.num_processes, acc.process_index
     accum = cfg.accumulation_steps(world)
 

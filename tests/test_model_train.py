@@ -246,3 +246,40 @@ def test_overfit_train_infer_eval_end_to_end(tmp_path, capsys):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["key"]["weighted_score"] == 1.0 and metrics["key"]["n"] == 2
     assert "| key | 2 | MIREX weighted score | 1.000 |" in (tmp_path / "eval" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_splits_data_by_rank_and_resumes(shards, tmp_path):
+    """torchrun with 2 CPU processes (DDP over gloo): each rank trains on its own stream (the
+    same samples ShardStream gives that rank in-process), and a stopped 2-process run resumes."""
+    from model.data import ShardStream, StreamConfig, make_loader, open_shard_set
+    from model.modeling import tiny_tokenizer
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "model.train",
+           *train_args(shards, out, "max_steps=6", "save_every=100")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(cmd + ["--stop-at", "3"], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "2 process(es) x 2 x 1 accumulation = global batch 4" in first.stdout
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from checkpoint-00000003" in second.stdout
+    state = read_state(list_checkpoints(out)[-1][1])
+    assert state.step == 6 and state.world_size == 2 and len(state.data) == 2
+    assert (list_checkpoints(out)[-1][1] / "rng" / "rank1.json").exists()
+    trace = last_by_step(out / "data_trace.jsonl")
+    assert sorted(trace) == list(range(1, 7))
+    tok = tiny_tokenizer()
+    shard_set = open_shard_set(shards)
+    for rank in range(2):
+        stream = ShardStream(shard_set, tok, StreamConfig(
+            seed=0, shuffle_buffer=4, splits=("train",), rank=rank, world_size=2,
+            max_length=1024))
+        it = iter(make_loader(stream, 2, tok.pad_token_id))
+        for step in range(1, 7):
+            b = next(it)
+            expected = [[c, v] for c, v in zip(b.clip_ids, b.conversation_ids)]
+            assert trace[step]["samples"][rank] == expected, (rank, step)
