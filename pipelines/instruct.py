@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -178,7 +179,11 @@ class InstructConfig:
             raise ConfigError("prices must be >= 0")
         if self.cache_dir.startswith(("http://", "https://")):
             raise ConfigError(f"cache_dir must be a folder (local or gs://), got {self.cache_dir}")
-        self.llm_settings()        # validates the LLM fields (name of the key variable...)
+        if re.match(r"^[a-z][a-z0-9+.-]*://[^/]*@", self.base_url, re.I):
+            raise ConfigError("base_url must not hold credentials (user:password@); put the key "
+                              "in the environment variable named by --api-key-env")
+        if self.llm != "template":
+            self.llm_settings()    # validates the LLM fields (name of the key variable...)
 
     def llm_settings(self) -> LLMSettings:
         return LLMSettings(model=self.model, base_url=self.base_url, api_key_env=self.api_key_env,

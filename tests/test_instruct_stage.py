@@ -118,6 +118,9 @@ def test_config_holds_no_secret_and_validates():
         InstructConfig(input="i", output="o", llm="gpt")
     with pytest.raises(ConfigError, match="environment variable"):
         InstructConfig(input="i", output="o", llm="openai", api_key_env=KEY)
+    with pytest.raises(ConfigError, match="credentials"):
+        InstructConfig(input="i", output="o", llm="openai",
+                       base_url="https://me:secret@llm.example.com/v1")
 
 
 # --------------------------------------------------------------------------- DoFns

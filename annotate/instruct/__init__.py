@@ -16,7 +16,6 @@ from annotate.instruct.facts import ChordSpan, ClipFacts, FactsError, NoteSummar
 from annotate.instruct.generate import (
     FAMILIES,
     Conversation,
-    Draft,
     GenerationSettings,
     InstructionGenerator,
     LLMWriter,
@@ -35,7 +34,7 @@ from annotate.instruct.parse import ReplyParseError, extract_json
 from annotate.instruct.prompts import PROMPT_VERSION, ChatMessage, build_messages
 from annotate.instruct.render import render_facts
 from annotate.instruct.template import TEMPLATE_VERSION, TemplateWriter
-from annotate.instruct.validate import Limits, QAPair
+from annotate.instruct.validate import Draft, Limits, QAPair
 
 __all__ = [
     "FAMILIES", "PROMPT_VERSION", "TEMPLATE_VERSION", "ChatBackend", "ChatMessage", "ChatReply",

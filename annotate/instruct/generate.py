@@ -31,11 +31,12 @@ from annotate.instruct.prompts import (
     build_messages,
     repair_messages,
 )
-from annotate.instruct.template import TemplateWriter
 from annotate.instruct.validate import (
+    Draft,
     Drop,
     Limits,
     QAPair,
+    Repair,
     ReplySchemaError,
     caption_instruction,
     caption_length_problem,
@@ -59,31 +60,18 @@ class UnusableReplyError(InvalidReplyError):
         self.reply = reply
 
 
-@dataclass(frozen=True)
-class Repair:
-    """What went wrong with the previous reply, to show the model when asking again."""
-
-    reply: str
-    problem: str
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A writer's output before validation: pairs (mir/reasoning) or a caption."""
-
-    pairs: tuple[QAPair, ...] = ()
-    caption: str = ""
-    notes: tuple[str, ...] = ()         # how the reply was read ("reply:code_fence", ...)
-    reply: str = ""                     # the raw reply (LLM writers), for a repair prompt
-
-
 class Writer(Protocol):
+    """A backend of the stage: writes a draft for one (clip, family)."""
+
     name: str                 # stored as Instruction.backend
     model: str
     prompt_version: str
     retryable: bool           # does asking again give a different answer?
 
     def supports(self, family: str) -> bool: ...
+
+    def draft(self, facts: ClipFacts, family: str, tally: Counter, repair: Repair | None
+              ) -> Draft: ...
 
 
 @dataclass(frozen=True)
@@ -158,7 +146,7 @@ class LLMWriter:
 class InstructionGenerator:
     """``generate(facts, family, tally) -> UnitResult`` (see module doc). Thread-safe."""
 
-    def __init__(self, writer: TemplateWriter | LLMWriter, settings: GenerationSettings) -> None:
+    def __init__(self, writer: Writer, settings: GenerationSettings) -> None:
         self.writer = writer
         self.settings = settings
 
@@ -173,17 +161,6 @@ class InstructionGenerator:
     @property
     def prompt_version(self) -> str:
         return self.writer.prompt_version
-
-    # ------------------------------------------------------------------ drafting
-
-    def _draft(self, facts: ClipFacts, family: str, tally: Counter, repair: Repair | None
-               ) -> Draft:
-        w = self.writer
-        if isinstance(w, TemplateWriter):
-            if family == "caption":
-                return Draft(caption=w.caption(facts))
-            return Draft(pairs=tuple(w.mir_pairs(facts)))
-        return w.draft(facts, family, tally, repair)
 
     # ------------------------------------------------------------------ validation
 
@@ -252,7 +229,7 @@ class InstructionGenerator:
             if attempt:
                 tally["reply_retries"] += 1
             try:
-                draft = self._draft(facts, family, tally, repair)
+                draft = self.writer.draft(facts, family, tally, repair)
             except UnusableReplyError as exc:
                 tally[f"invalid_reply:{family}"] += 1
                 problem = str(exc)

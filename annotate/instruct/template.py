@@ -9,12 +9,13 @@ reasoning family needs an LLM; this writer does not support it (the caller skips
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from annotate.instruct.facts import ClipFacts
 from annotate.instruct.music import NEGATIVE_TAG, canonical_instrument, readable_chord
 from annotate.instruct.render import chord_timeline
-from annotate.instruct.validate import QAPair, pick
+from annotate.instruct.validate import Draft, QAPair, Repair, pick
 
 TEMPLATE_VERSION = "template-1"
 
@@ -148,6 +149,16 @@ class TemplateWriter:
 
     def supports(self, family: str) -> bool:
         return family in ("mir", "caption")
+
+    def draft(self, facts: ClipFacts, family: str, tally: Counter, repair: Repair | None = None
+              ) -> Draft:
+        """The :class:`~annotate.instruct.generate.Writer` interface (``tally`` and ``repair``
+        are unused: nothing is requested, and asking again gives the same answer)."""
+        if family == "caption":
+            return Draft(caption=self.caption(facts))
+        if family == "mir":
+            return Draft(pairs=tuple(self.mir_pairs(facts)))
+        raise ValueError(f"the template writes mir and caption, not {family!r}")
 
     # ------------------------------------------------------------------ facts we trust
 

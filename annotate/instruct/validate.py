@@ -29,6 +29,24 @@ class QAPair:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """A writer's output before validation: pairs (mir/reasoning) or a caption."""
+
+    pairs: tuple[QAPair, ...] = ()
+    caption: str = ""
+    notes: tuple[str, ...] = ()         # how the reply was read ("reply:code_fence", ...)
+    reply: str = ""                     # the raw reply (LLM writers), for a repair prompt
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What went wrong with the previous reply, to show the model when asking again."""
+
+    reply: str
+    problem: str
+
+
+@dataclass(frozen=True)
 class Limits:
     """Length limits (characters) and how many pairs a reply may hold."""
 
