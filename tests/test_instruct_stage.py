@@ -24,6 +24,7 @@ from pipelines import schema as s
 from pipelines.instruct import (
     DEAD_TAG,
     SKIP_TAG,
+    FileSystemsCacheStore,
     GenerateFn,
     InstructConfig,
     ToFactsFn,
@@ -121,6 +122,18 @@ def test_config_holds_no_secret_and_validates():
     with pytest.raises(ConfigError, match="credentials"):
         InstructConfig(input="i", output="o", llm="openai",
                        base_url="https://me:secret@llm.example.com/v1")
+
+
+def test_filesystems_cache_store_round_trip(tmp_path):
+    """The store used for gs:// cache folders, exercised through Beam's local filesystem."""
+    from annotate.instruct.cache import CachedReply, RequestCache, request_key
+
+    cache = RequestCache(FileSystemsCacheStore(str(tmp_path / "remote")))
+    key = request_key("m", {"temperature": 0.5}, [{"role": "user", "content": "x"}])
+    assert cache.get(key) is None
+    cache.put(key, "m", {"temperature": 0.5}, [], CachedReply("reply", 3, 4, "stop"))
+    assert cache.get(key) == CachedReply("reply", 3, 4, "stop")
+    assert (tmp_path / "remote" / key[:2] / f"{key}.json").exists()
 
 
 # --------------------------------------------------------------------------- DoFns

@@ -243,8 +243,8 @@ class InstructionGenerator:
             tally["pairs_kept"] += len(kept)
             if kept:
                 if attempt:
-                    kept = [Conversation(c.family, c.n, c.turns, c.notes + (f"reply:attempt_{attempt + 1}",))
-                            for c in kept]
+                    note = (f"reply:attempt_{attempt + 1}",)
+                    kept = [Conversation(c.family, c.n, c.turns, c.notes + note) for c in kept]
                 return UnitResult(facts.clip_id, family, tuple(kept))
             summary = Counter(d.reason for d in drops)
             problem = ("nothing in the reply passed validation (" +
