@@ -172,19 +172,42 @@ def build_modules(cfg: JukeboxConfig, device: str) -> tuple[Any, Any]:
     return vqvae, prior
 
 
+TRUST_ENV = "LLARK_JUKEBOX_TRUST_PICKLE"
+
+
 def _load_state(path: Path) -> dict[str, Any]:
+    """The ``model`` state dict of a checkpoint, read with ``weights_only=True`` (tensors and
+    plain containers only). A file that also pickles other objects (e.g. hyperparameters) is
+    refused unless ``$LLARK_JUKEBOX_TRUST_PICKLE=1`` says it comes from a trusted source."""
     import torch
 
+    source = CHECKPOINT_URLS.get(path.name, "the Jukebox release")
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:
             # Files saved in torch's legacy (pre-zip) format cannot be memory-mapped.
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, OSError, RuntimeError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise EncoderError(f"{path}: cannot read it as a torch checkpoint (corrupt or not a "
+                               f"checkpoint); re-download it from {source}") from exc
+        if os.environ.get(TRUST_ENV) != "1":
+            detail = next((line.strip() for line in str(exc).splitlines()
+                           if "Unsupported global" in line), "")
+            raise EncoderError(
+                f"{path}: holds pickled objects besides tensors, which torch's safe loader "
+                f"refuses ({detail}). If the file is OpenAI's own ({source}), set "
+                f"{TRUST_ENV}=1 to load it with full unpickling (this runs code from the "
+                "file: only for files from a source you trust)") from exc
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, OSError,
+                RuntimeError) as exc2:
+            raise EncoderError(f"{path}: cannot unpickle it ({exc2})") from exc2
+    except (EOFError, OSError, RuntimeError) as exc:
         raise EncoderError(f"{path}: cannot read it as a torch checkpoint ({exc}); re-download "
-                           f"it from {CHECKPOINT_URLS.get(path.name, 'the Jukebox release')}"
-                           ) from exc
+                           f"it from {source}") from exc
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise EncoderError(f"{path}: holds no state dict ('model' key)")

@@ -220,8 +220,9 @@ class EmbedModelHandler(ModelHandler[AudioWindow, PredictionResult, Any]):
         from embed.registry import build_encoder
 
         cfg = self._cfg
+        # One forward pass per batch of clips (24 s clips add a short second piece each).
         return build_encoder(cfg.encoder, localize_checkpoint(cfg.checkpoint_dir) or None,
-                             cfg.device, dtype=cfg.dtype)
+                             cfg.device, batch_pieces=cfg.batch_size, dtype=cfg.dtype)
 
     def run_inference(self, batch: Sequence[AudioWindow], model: Any,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:

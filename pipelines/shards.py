@@ -112,7 +112,7 @@ class ShardsConfig:
                       default="")
     target_shard_mb: int = doc("aimed-for size of one shard file in MB", default=256)
     row_group_mb: int = doc("rows are buffered and written in row groups of about this many "
-                            "MB (the most a reader holds of a shard at once; at most "
+                            "MB (writers and readers hold one row group at a time; at most "
                             "--target-shard-mb)", default=64)
     splits: tuple[str, ...] = doc("splits to include (comma-separated); empty: all",
                                   default=())

@@ -253,6 +253,18 @@ def test_wrong_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
         JukeboxEncoder.from_checkpoint(tmp_path, JukeboxConfig.tiny(layers=2), "cpu")
 
 
+def test_checkpoint_with_pickled_objects_needs_explicit_trust(tmp_path, monkeypatch):
+    full = _save_tiny_checkpoints(tmp_path, depth=2)
+    torch.save({"model": full.prior.state_dict(), "hps": np.float64(62.0)}, tmp_path / PRIOR_FILE)
+    monkeypatch.delenv("LLARK_JUKEBOX_TRUST_PICKLE", raising=False)
+    with pytest.raises(EncoderError, match="LLARK_JUKEBOX_TRUST_PICKLE=1"):
+        JukeboxEncoder.from_checkpoint(tmp_path, JukeboxConfig.tiny(), "cpu")
+    monkeypatch.setenv("LLARK_JUKEBOX_TRUST_PICKLE", "1")
+    enc = JukeboxEncoder.from_checkpoint(tmp_path, JukeboxConfig.tiny(), "cpu")
+    w = tone(0.2, 440.0, JSR)
+    np.testing.assert_allclose(enc([w])[0], full([w])[0], rtol=1e-4, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- registry
 
 def test_registry():
@@ -296,3 +308,19 @@ def test_gpu_benchmark_dry_run(tmp_path):
     assert res["dry_run"] and [r["batch"] for r in res["results"]] == [1, 2]
     assert all(r["frames"] == [20] and r["dim"] == 32 and r["pieces"] == 3 * r["batch"]
                for r in res["results"])
+
+
+# --------------------------------------------------------------------------- real recordings
+
+@pytest.mark.integration
+def test_encoders_on_a_real_recording(real_audio_dir, tiny):
+    from llark.audio import load_audio
+
+    path = sorted(real_audio_dir.glob("*.ogg"))[0]
+    a22, _ = load_audio(path, 22050, 0.0, 23.777)
+    a44, _ = load_audio(path, 44100, 0.0, 23.777)
+    f = FeaturesEncoder()([a22])[0]
+    assert f.shape == (238, 128) and np.isfinite(f).all()
+    assert f[:, 116].std() > 0                                  # loudness varies over 24 s
+    j = tiny([a44])[0]                                          # 32 pieces of the toy context
+    assert j.shape == (238, 32) and np.isfinite(j).all()
