@@ -5,7 +5,7 @@ records, sizes and optionally sha256 of every shard). The unit of reading is one
 Every epoch the row groups are put in a seeded order and dealt round-robin to the
 ``ranks x workers`` global workers (when there are fewer row groups than workers, every worker
 reads every row group and keeps every ``total``-th row instead). Each worker keeps a shuffle
-buffer of rows; every sample is one row's embedding with one of its conversations, the family
+buffer of rows (at most one epoch of its own rows); every sample is one row's embedding with one of its conversations, the family
 drawn by the configured weights renormalised over the families the clip has, then a
 conversation of that family uniformly.
 
@@ -122,7 +122,7 @@ class WorkerPosition:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WorkerPosition":
-        return cls(**d)
+        return cls(**json.loads(json.dumps(d)))          # a deep copy: never share the saved one
 
 
 @dataclass

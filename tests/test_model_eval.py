@@ -110,6 +110,9 @@ def test_eval_cli_writes_json_and_markdown(tmp_path, capsys):
     md = (tmp_path / "eval" / "report.md").read_text()
     assert "| key | 1 | MIREX weighted score | 1.000 | 100% |" in md
     assert "key 1.000" in capsys.readouterr().out
+    from pipelines.cli import main as llark                    # the same through `llark eval`
+    assert llark(["eval", "--predictions", str(preds), "--output", str(tmp_path / "e3")]) == 0
+    assert (tmp_path / "e3" / "report.md").exists()
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
     assert eval_run(["--predictions", str(bad), "--output", str(tmp_path / "e2")]) == 2

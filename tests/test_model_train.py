@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -283,3 +284,63 @@ def test_two_process_ddp_run_splits_data_by_rank_and_resumes(shards, tmp_path):
             b = next(it)
             expected = [[c, v] for c, v in zip(b.clip_ids, b.conversation_ids)]
             assert trace[step]["samples"][rank] == expected, (rank, step)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(shards, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "model.train",
+           *train_args(shards, out, "max_steps=100000", "save_every=100000")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and
+                                          len(metrics.read_text().splitlines()) >= 2):
+        assert proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    (step, ckpt), = list_checkpoints(out)
+    assert step >= 2 and read_state(ckpt).step == step
+    assert f"stopped at step {step}/100000" in stdout
+
+
+def test_bf16_autocast_with_gradient_checkpointing_keeps_fp32_weights(shards, tmp_path):
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=2", "mixed_precision=bf16",
+                          "gradient_checkpointing=true", "tiny_layers=1")) == 0
+    losses = last_by_step(out / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in losses.values())
+    with safe_open(str(list_checkpoints(out)[-1][1] / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+    with safe_open(str(list_checkpoints(out)[-1][1] / "optimizer.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys() if "exp_avg" in k} == {torch.float32}
+
+
+def test_lora_run_checkpoints_and_reloads(shards, tmp_path):
+    pytest.importorskip("peft")
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=2", "trainable=lora", "lora_r=2",
+                          "lora_alpha=4")) == 0
+    model, _, spec = load_for_inference(out)
+    assert spec.trainable == "lora"
+    with safe_open(str(list_checkpoints(out)[-1][1] / "model.safetensors"), "pt") as f:
+        lora = [k for k in f.keys() if "lora_A" in k]
+        assert lora
+        for k in lora:
+            assert torch.equal(model.state_dict()[k], f.get_tensor(k))
+
+
+def test_trackers_are_used_only_when_installed(monkeypatch, capsys):
+    import importlib.util
+
+    from model.train import resolve_trackers
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert resolve_trackers(("auto",)) == []
+    assert resolve_trackers(("wandb",)) == []
+    assert "tracker 'wandb' is not installed" in capsys.readouterr().err
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    assert resolve_trackers(("auto", "wandb")) == ["tensorboard", "wandb"]
