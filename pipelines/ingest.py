@@ -349,4 +349,8 @@ def run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run())
+    # Run the importable module, not __main__: Beam pickles this module's DoFns by their
+    # module path, and worker processes cannot import "__main__".
+    from pipelines.ingest import run as _run
+
+    raise SystemExit(_run())
