@@ -90,3 +90,28 @@ def test_airflow_dagbag_imports_and_matches_the_graph(tmp_path):
     expected = sorted([u, v] for u, v in edges(build_graph(RunConfig(demo_scale="tiny"))))
     assert got["edges"] == expected
     assert {"runner", "project", "region", "work_dir", "data_dir"} <= set(got["params"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not AIRFLOW_PY.exists(), reason="no Airflow environment (make airflow-venv)")
+def test_airflow_dags_test_runs_the_demo_dag(tmp_path):
+    """`airflow dags test llark` on the tiny demo: every task succeeds, the report is written."""
+    airflow = AIRFLOW_PY.parent / "airflow"
+    env = dict(os.environ, AIRFLOW_HOME=str(tmp_path / "airflow"),
+               AIRFLOW__CORE__LOAD_EXAMPLES="False",
+               AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"))
+    env.pop("LLARK_DAG_CONFIG", None)
+    migrate = subprocess.run([str(airflow), "db", "migrate"], env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    work = tmp_path / "work"
+    conf = json.dumps({"work_dir": str(work), "data_dir": str(work / "data"), "workers": 2})
+    proc = subprocess.run([str(airflow), "dags", "test", "llark", "--conf", conf], env=env,
+                          capture_output=True, text=True, timeout=1800, cwd=REPO)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "DagRun failed" not in log, log[-5000:]
+    for stage in build_graph(RunConfig(demo_scale="tiny")):
+        if stage.beam:
+            assert (work / Path(stage.output).relative_to("demo-out") / "_index.json").exists(), stage.name
+    assert (work / "eval" / "metrics.json").exists()
+    assert (work / "report" / "report.html").exists()
