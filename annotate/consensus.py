@@ -7,8 +7,8 @@ Pure functions over :class:`annotate.types.BackendAnalysis`; no models, no I/O. 
   the meter), madmom's tempo-histogram peaks, essentia's tempo and its beat grid. Candidates
   are the evidence values and their octaves (×2, ×½). A candidate scores the weights of the
   evidence within ``tempo_tolerance`` (4 %) of it, plus a broad log-normal prior around
-  ``tempo_prior_bpm``, plus a bonus when the candidate is the beat level of a bar of the
-  detected meter (madmom's grid). The answer is the weighted mean of the agreeing evidence;
+  ``tempo_prior_bpm``, plus a bonus (scaled by madmom's beat confidence) when the candidate
+  is the beat level of madmom's bar model. The answer is the weighted mean of the agreeing evidence;
   the confidence is the share of the evidence weight that agrees.
 * **Beats, downbeats, meter** (:func:`resolve_beats`): madmom's DBN beats when their grid
   matches the consensus tempo; otherwise essentia's beats when theirs does, numbered from
@@ -145,6 +145,7 @@ def resolve_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
     if not ev:
         return 0.0, 0.0, "tempo: no evidence"
     meter_level = grid_tempo(madmom.beats) if madmom is not None and madmom.meter else 0.0
+    meter_trust = _scaled(madmom.beats_confidence, cfg) if madmom is not None else 0.0
     cands = sorted({c for e in ev for c in _octaves(e.bpm)
                     if cfg.tempo_min_bpm <= c <= cfg.tempo_max_bpm})
     if not cands:
@@ -156,7 +157,7 @@ def resolve_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
         z = math.log2(c / cfg.tempo_prior_bpm) / cfg.tempo_prior_octaves
         score += cfg.tempo_prior_weight * math.exp(-0.5 * z * z) * total
         if meter_level and rel_diff(c, meter_level) <= cfg.tempo_tolerance:
-            score += cfg.w_meter * total
+            score += cfg.w_meter * meter_trust * total
         if score > best_score:
             best, best_score = c, score
     agree = [e for e in ev if rel_diff(best, e.bpm) <= cfg.tempo_tolerance]
@@ -170,6 +171,24 @@ def resolve_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
 
 
 # --------------------------------------------------------------------------- beats
+
+def meter_at_level(meter: int, ratio: float) -> int:
+    """The meter at another beat level: a tracker found bars of ``meter`` beats at a tempo
+    ``ratio`` times slower than the chosen one, so one of its bars holds ``meter × ratio``
+    chosen beats: 3 or 4 of them is that meter; a multiple of 3 (6, 12) is bars of 3; another
+    even count (2, 8) is bars of 4; anything else keeps ``meter``."""
+    k = meter * ratio
+    n = int(round(k))
+    if n <= 0 or abs(k - n) > 0.15:
+        return meter
+    if n in (3, 4):
+        return n
+    if n % 3 == 0:
+        return 3
+    if n % 2 == 0:
+        return 4
+    return meter
+
 
 def _number_beats(times: list[float], downbeats: tuple[float, ...], meter: int,
                   tolerance_s: float = 0.07) -> tuple[BeatTime, ...]:
@@ -201,7 +220,9 @@ def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
     if essentia is not None and essentia.beats and bpm > 0 and \
             rel_diff(grid_tempo(essentia.beats), bpm) <= cfg.tempo_tolerance:
         downbeats = madmom.downbeats_s if madmom is not None else ()
-        meter = madmom.meter if madmom is not None else 0
+        meter = 0
+        if madmom is not None and madmom.meter:
+            meter = meter_at_level(madmom.meter, bpm / grid_tempo(madmom.beats))
         beats = _number_beats([b.time_s for b in essentia.beats], downbeats, meter)
         conf = madmom.meter_confidence * 0.5 if madmom is not None and meter else 0.0
         return beats, meter, conf, "beats: essentia numbered from madmom downbeats"

@@ -292,6 +292,16 @@ def print_table(title: str, results: dict[str, dict[str, float]], n: int) -> Non
         print(f"{name:<10}" + "".join(f"{res[m]:>14.3f}" for m in METRICS))
 
 
+def goal_check(results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The issue's goals: consensus >= the better backend on every metric, and strictly
+    better than both on key and tempo Acc1."""
+    c, m, e = results["consensus"], results["madmom"], results["essentia"]
+    below = [k for k in METRICS if c[k] < max(m[k], e[k]) - 1e-9]
+    not_better = [k for k in ("key", "tempo_acc1") if not c[k] > max(m[k], e[k])]
+    return {"at_least_best_everywhere": not below, "below_best_on": below,
+            "better_than_both_on_key_and_acc1": not not_better, "not_better_on": not_better}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--synth", type=int, default=32, help="number of synthesized songs (0: none)")
@@ -320,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         runner.save()
         results = evaluate(items, runner, cfg)
         print_table(title, results, len(items))
-        report[title] = {"n": len(items), "results": results}
+        goals = goal_check(results)
+        print(f"goals: consensus >= better backend on every metric: "
+              f"{'yes' if goals['at_least_best_everywhere'] else 'NO ' + str(goals['below_best_on'])}"
+              f"; better than both on key and tempo Acc1: "
+              f"{'yes' if goals['better_than_both_on_key_and_acc1'] else 'NO ' + str(goals['not_better_on'])}")
+        report[title] = {"n": len(items), "results": results, "goals": goals}
         if args.sweep:
             sw = sweep_report(items, runner)
             report[title]["sweep"] = sw

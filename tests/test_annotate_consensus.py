@@ -15,6 +15,7 @@ from annotate.consensus import (
     combine,
     from_single,
     grid_tempo,
+    meter_at_level,
     profile_scores,
     resolve_beats,
     resolve_chords,
@@ -144,6 +145,30 @@ def test_essentia_beats_take_the_bar_phase_of_madmom_downbeats() -> None:
     beats, meter, _, note = resolve_beats(m, e, 120.0, CFG)
     assert "essentia" in note and meter == 4
     assert [b.beat_number for b in beats][:6] == [3, 4, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("meter, ratio, want", [
+    (4, 1.0, 4), (3, 1.0, 3),
+    (4, 1.5, 3),    # a 4-beat bar at the dotted-quarter level of a 3/4 piece: 6 beats = 2 bars of 3
+    (4, 2.0, 4),    # tracked at half speed: 8 beats = 2 bars of 4
+    (4, 0.5, 4),    # tracked at double speed: 2 beats per "bar", keep 4
+    (3, 2.0, 3),    # 6 beats = 2 bars of 3
+    (4, 0.75, 3),   # 3 beats
+    (4, 1.3, 4),    # not a whole number of beats: keep
+])
+def test_meter_at_another_beat_level(meter: int, ratio: float, want: int) -> None:
+    assert meter_at_level(meter, ratio) == want
+
+
+def test_a_waltz_tracked_in_duple_gets_bars_of_three() -> None:
+    # madmom: 4/4 at 75 BPM (two bars of 3/4 at 112.5 per "bar"); essentia: 112.5 BPM
+    m = madmom(bpm_grid=75.0, hist=((75.0, 0.3), (112.5, 0.1)), beats_conf=0.2)
+    e = essentia(112.5, conf=0.5)
+    bpm, _, _ = resolve_tempo(m, e, CFG)
+    assert bpm == pytest.approx(112.5, rel=0.02)
+    beats, meter, _, note = resolve_beats(m, e, bpm, CFG)
+    assert meter == 3 and "essentia" in note
+    assert {b.beat_number for b in beats} == {1, 2, 3}
 
 
 # --------------------------------------------------------------------------- key
