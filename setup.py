@@ -32,6 +32,7 @@ EXTRAS = {
         "transformers>=5,<6",
         "accelerate>=1.15,<1.16",
         "safetensors>=0.4",
+        "peft>=0.17,<1",          # trainable=lora (optional at run time; tested when installed)
     ],
     "jukebox": ["jukebox-infer==0.1.2"],
     "test": ["pytest>=8", "duckdb>=1.0", "datasets>=3", "psutil>=5"],

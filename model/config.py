@@ -85,7 +85,7 @@ class TrainConfig:
                                  "grad_accum_steps is derived from it", default=0)
     grad_accum_steps: int = doc("micro-batches per optimizer step (ignored when "
                                 "global_batch_size is set)", default=1)
-    learning_rate: float = doc("peak learning rate", default=1e-3)
+    learning_rate: float = doc("peak learning rate", default=3e-3)
     weight_decay: float = doc("AdamW weight decay (not applied to biases and norms)", default=0.0)
     adam_beta1: float = doc("AdamW beta1", default=0.9)
     adam_beta2: float = doc("AdamW beta2", default=0.999)
