@@ -155,6 +155,7 @@ def build_graph(cfg: RunConfig) -> list[Stage]:
                         ("shards",), p["train"], False, f"train ({cfg.train_config})"))
     stages.append(Stage("infer", ("infer", "--checkpoint", p["train"], "--shards", p["shards"],
                                   "--output", f"{p['infer']}/predictions.jsonl",
+                                  "--split", "test", "--split", "eval",
                                   "--limit", str(cfg.infer_limit)),
                         ("train",), p["infer"], False, "generate answers"))
     stages.append(Stage("eval", ("eval", "--predictions", f"{p['infer']}/predictions.jsonl",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -252,6 +253,8 @@ def run(argv: list[str] | None = None) -> int:
     except (LlarkError, CheckpointError, FileNotFoundError) as exc:
         print(f"llark infer: error: {exc}", file=sys.stderr)
         return 2
+    if ns.output:
+        os.makedirs(os.path.dirname(os.path.abspath(ns.output)), exist_ok=True)
     out = open(ns.output, "w") if ns.output else sys.stdout
     answers: list[str] = []
     try:
