@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -145,6 +147,44 @@ def test_config_errors_and_input_checks(tmp_path: Path, capsys) -> None:
     (tmp_path / "clips").mkdir()
     assert run(["--input", str(tmp_path / "clips"), "--output", str(tmp_path / "o"), *FAST]) == 1
     assert "no _index.json" in capsys.readouterr().err
+
+
+class _PrefixFileSystem(LocalFileSystem):
+    """A Beam filesystem with its own scheme over the local disk: a stand-in for gs:// etc."""
+
+    @classmethod
+    def scheme(cls) -> str:
+        return "llarktest"
+
+    @staticmethod
+    def _local(path: str) -> str:
+        return path[len("llarktest://"):]
+
+    def open(self, path, mime_type="application/octet-stream",
+             compression_type=CompressionTypes.AUTO):
+        return super().open(self._local(path), mime_type, compression_type)
+
+    def exists(self, path: str) -> bool:
+        return super().exists(self._local(path))
+
+
+def test_remote_uris_are_read_as_bytes_through_beam_filesystems(audio_dir: Path, capsys) -> None:
+    from annotate.annotator import build_annotator
+    from pipelines.analyze import run as analyze
+    from pipelines.annotate import annotate_clip
+
+    uri = "llarktest://" + str(audio_dir / "song.wav")
+    data = read_source(uri)
+    assert isinstance(data, bytes) and data == (audio_dir / "song.wav").read_bytes()
+    c = clip(audio_dir, "song.wav", 4.0, 12.0)
+    remote = s.Clip(**{**c.__dict__, "audio_uri": uri})
+    ac = annotate_clip(remote, build_annotator("essentia"))
+    assert ac.clip.audio_uri == uri and ac.annotation.backend == "essentia"
+    assert ac.annotation.chords[-1].end_s == pytest.approx(8.0, abs=0.06)
+    assert analyze([uri, "llarktest:///no/such.wav", "--backend", "essentia", "--end", "4"]) == 1
+    ok, missing = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert ok["path"] == uri and ok["tempo_bpm"] > 0
+    assert missing["error"].startswith("AudioNotFoundError")
 
 
 def test_to_annotation_and_read_source(tmp_path: Path) -> None:
