@@ -8,11 +8,12 @@ Pure functions over :class:`annotate.types.BackendAnalysis`; no models, no I/O. 
   are the evidence values and their octaves (×2, ×½). A candidate scores the weights of the
   evidence within ``tempo_tolerance`` (4 %) of it, plus a broad log-normal prior around
   ``tempo_prior_bpm``, plus a bonus (scaled by madmom's beat confidence) when the candidate
-  is the beat level of madmom's bar model. The answer is the weighted mean of the agreeing evidence;
-  the confidence is the share of the evidence weight that agrees.
+  is the beat level of madmom's bar model. The answer is the weighted mean of the agreeing
+  evidence; the confidence is the share of the evidence weight that agrees.
 * **Beats, downbeats, meter** (:func:`resolve_beats`): madmom's DBN beats when their grid
-  matches the consensus tempo; otherwise essentia's beats when theirs does, numbered from
-  madmom's downbeats; otherwise madmom's. essentia has no bar model.
+  matches the consensus tempo; otherwise essentia's beats when theirs does, numbered in whole
+  bars with the phase of madmom's downbeats and madmom's meter carried to that beat level
+  (:func:`meter_at_level`); otherwise madmom's. essentia has no bar model.
 * **Key** (:func:`resolve_key`): log-linear fusion over the 24 keys of madmom's CNN
   probabilities, essentia's answer weighted by its strength, a Krumhansl–Kessler profile
   correlation of essentia's mean HPCP, and the duration-weighted fit of the consensus chords
@@ -22,9 +23,9 @@ Pure functions over :class:`annotate.types.BackendAnalysis`; no models, no I/O. 
   chords agree. Segments madmom calls ``N`` over loud music take essentia's label when
   essentia is confident (:attr:`ConsensusConfig.chord_fill_strength`).
 
-The default weights were set on synthesized songs (seeds 0..39 of
-``benchmarks/annotate_accuracy.py``) and checked on held-out songs and the demo corpus; see
-docs/annotate.md for the numbers.
+The default weights were set on synthesized songs (seeds 0-3, 40 songs each, of
+``benchmarks/annotate_accuracy.py``) and checked on a held-out seed and the demo corpus; see
+docs/benchmarks/annotate.md for the numbers.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
         downbeats = madmom.downbeats_s if madmom is not None else ()
         meter = 0
         if madmom is not None and madmom.meter:
-            meter = meter_at_level(madmom.meter, bpm / grid_tempo(madmom.beats))
+            level = grid_tempo(madmom.beats)
+            meter = meter_at_level(madmom.meter, bpm / level) if level > 0 else madmom.meter
         beats = _number_beats([b.time_s for b in essentia.beats], downbeats, meter)
         conf = madmom.meter_confidence * 0.5 if madmom is not None and meter else 0.0
         return beats, meter, conf, "beats: essentia numbered from madmom downbeats"
