@@ -289,3 +289,10 @@ def test_annotator_config_validation() -> None:
         AnnotatorConfig(backend="librosa")
     with pytest.raises(ConfigError):
         AnnotatorConfig(silence_dbfs=10.0)
+
+
+def test_madmom_with_too_few_beats_for_a_grid_keeps_its_meter() -> None:
+    m = madmom()
+    m = BackendAnalysis(**{**m.__dict__, "beats": m.beats[:2]})     # no grid from 2 beats
+    beats, meter, _, note = resolve_beats(m, essentia(100.0), 100.0, CFG)
+    assert "essentia" in note and meter == 4 and beats
