@@ -20,7 +20,9 @@ from llark.errors import ConfigError
 
 T = TypeVar("T")
 
-SECRET_MARKERS = ("key", "token", "secret", "password")
+#: Config fields whose values are secrets (matched against the field name). Configs should hold
+#: the NAME of an environment variable instead (``api_key_env``), which is never redacted.
+SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
 
 
 def doc(help_text: str, **kwargs: Any) -> Any:
