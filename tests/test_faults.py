@@ -51,17 +51,22 @@ def song(seed: int, seconds: float, sr: int = 44100, stereo: bool = False) -> np
 def test_killed_ingest_reruns_without_duplicates_or_gaps(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    for i in range(16):
-        sf.write(data / f"track_{i:02d}.wav", song(i, 50.0, 22050), 22050)
+    tone = song(0, 50.0, 22050)
+    for i in range(40):
+        sf.write(data / f"track_{i:02d}.wav", np.roll(tone, i * 1000), 22050)
     out = tmp_path / "clips"
     cmd = [sys.executable, "-m", "pipelines.ingest", "--dataset", "folder", "--data-dir", str(data),
            "--output", str(out), *BEAM]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not (out / "_staging").exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(1.0)                    # let the workers get going, then kill everything
+    # kill the whole process group as soon as a worker has written its first staged file
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for p in (out / "_staging").rglob("*") if p.is_file()] \
+            if (out / "_staging").exists() else []
+        if staged:
+            break
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / s.INDEX_FILE).exists(), "killed too late: the stage had already finished"
@@ -73,9 +78,9 @@ def test_killed_ingest_reruns_without_duplicates_or_gaps(tmp_path):
     assert len(ids) == len(set(ids)) == index.total_rows
     # 50 s at 23.777 s windows: two clips per track and a 2.446 s tail, dropped and counted
     expected = {s.clip_id("folder", f"track_{i:02d}.wav", a, b)
-                for i in range(16) for a, b in ((0.0, 23.777), (23.777, 47.554))}
+                for i in range(40) for a, b in ((0.0, 23.777), (23.777, 47.554))}
     assert set(ids) == expected
-    assert index.skipped == {"tail_too_short": 16}
+    assert index.skipped == {"tail_too_short": 40}
     assert not (out / "_staging").exists()
 
 
