@@ -25,7 +25,7 @@ Pure functions over :class:`annotate.types.BackendAnalysis`; no models, no I/O. 
 
 The default weights were set on synthesized songs (seeds 0-3, 40 songs each, of
 ``benchmarks/annotate_accuracy.py``) and checked on a held-out seed and the demo corpus; see
-docs/benchmarks/annotate.md for the numbers.
+docs/benchmarks.md (Annotate) for the numbers.
 """
 
 from __future__ import annotations
