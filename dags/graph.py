@@ -58,7 +58,7 @@ class RunConfig:
     checkpoint_dir: str = doc("Jukebox weights folder for encoder=jukebox", default="")
     train_config: str = doc("trainer config: tiny, paper, or a YAML path", default="tiny")
     train_overrides: tuple[str, ...] = doc("trainer key=value overrides",
-                                           default=("max_steps=120",))
+                                           default=("max_steps=600",))
     infer_limit: int = doc("clips to run inference on after training", default=8)
 
     def __post_init__(self) -> None:
