@@ -323,12 +323,24 @@ def chord_agreement(chords: tuple[Chord, ...], frames: tuple[str, ...], fps: flo
     return agree / n if n else 0.0
 
 
+def merge_repeats(chords: tuple[Chord, ...] | list[Chord]) -> tuple[Chord, ...]:
+    """Join neighbouring segments with the same label (``F:maj`` 0–1 s + ``F:maj`` 1–1.9 s
+    → ``F:maj`` 0–1.9 s), as filling a gap with its neighbour's chord can leave them."""
+    out: list[Chord] = []
+    for c in chords:
+        if out and out[-1].label == c.label and abs(out[-1].end_s - c.start_s) < 1e-6:
+            out[-1] = Chord(out[-1].start_s, c.end_s, c.label)
+        else:
+            out.append(c)
+    return tuple(out)
+
+
 def resolve_chords(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
                    cfg: ConsensusConfig) -> tuple[tuple[Chord, ...], float, str]:
     if madmom is None:
         if essentia is None:
             return (), 0.0, "chords: none"
-        return essentia.chords, essentia.chords_confidence, "chords: essentia"
+        return merge_repeats(essentia.chords), essentia.chords_confidence, "chords: essentia"
     chords = list(madmom.chords)
     note = "chords: madmom"
     if essentia is not None and essentia.chord_frames and \
@@ -345,7 +357,7 @@ def resolve_chords(madmom: BackendAnalysis | None, essentia: BackendAnalysis | N
                     note = "chords: madmom, N filled from essentia"
                     continue
             filled.append(c)
-        chords = filled
+        chords = list(merge_repeats(filled))
     agree = chord_agreement(tuple(chords), essentia.chord_frames, essentia.chord_fps) \
         if essentia is not None else 0.0
     conf = 0.5 * madmom.chords_confidence + 0.5 * agree if essentia is not None \

@@ -296,3 +296,14 @@ def test_madmom_with_too_few_beats_for_a_grid_keeps_its_meter() -> None:
     m = BackendAnalysis(**{**m.__dict__, "beats": m.beats[:2]})     # no grid from 2 beats
     beats, meter, _, note = resolve_beats(m, essentia(100.0), 100.0, CFG)
     assert "essentia" in note and meter == 4 and beats
+
+
+def test_merge_repeats_joins_neighbouring_equal_chords():
+    from annotate.consensus import merge_repeats
+    from annotate.types import Chord
+
+    chords = (Chord(0.0, 1.0, "F:maj"), Chord(1.0, 1.9, "F:maj"), Chord(1.9, 3.9, "D:min"),
+              Chord(3.9, 4.0, "F:maj"))
+    assert merge_repeats(chords) == (Chord(0.0, 1.9, "F:maj"), Chord(1.9, 3.9, "D:min"),
+                                     Chord(3.9, 4.0, "F:maj"))
+    assert merge_repeats(()) == ()
