@@ -219,20 +219,22 @@ class OpenAIChatBackend:
     def complete(self, messages: list[ChatMessage], tally: Counter) -> ChatReply:
         msgs = [m.as_dict() for m in messages]
         tally["llm_calls"] += 1
+        keys: dict[bool, str] = {}   # json mode -> cache key, computed once per request
         if self._cache is not None:
             modes = [self._json_ok]
             if self.settings.json_mode == "auto":
                 modes.append(not self._json_ok)   # a reply cached before a json-mode fallback
             for mode in modes:
-                key = request_key(self.model, self.params(mode), msgs)
-                hit = self._cache.get(key)
+                keys[mode] = request_key(self.model, self.params(mode), msgs)
+                hit = self._cache.get(keys[mode])
                 if hit is not None:
                     tally["llm_cache_hits"] += 1
                     return ChatReply(hit.text, hit.prompt_tokens, hit.completion_tokens,
                                      hit.finish_reason, True)
-        return self._send(msgs, tally)
+        return self._send(msgs, tally, keys)
 
-    def _send(self, msgs: list[dict[str, str]], tally: Counter) -> ChatReply:
+    def _send(self, msgs: list[dict[str, str]], tally: Counter,
+              keys: dict[bool, str] | None = None) -> ChatReply:
         o = self._openai
         where = safe_url(self.settings.base_url or "the OpenAI API")
         attempt = 0
@@ -270,10 +272,10 @@ class OpenAIChatBackend:
                 self._sleep(delay)
                 attempt += 1
                 continue
-            return self._finish(resp, msgs, params, tally)
+            return self._finish(resp, msgs, params, tally, (keys or {}).get(json_mode))
 
     def _finish(self, resp: Any, msgs: list[dict[str, str]], params: dict[str, Any],
-                tally: Counter) -> ChatReply:
+                tally: Counter, key: str | None = None) -> ChatReply:
         choice = resp.choices[0] if resp.choices else None
         text = (choice.message.content or "") if choice is not None else ""
         finish = (choice.finish_reason or "") if choice is not None else "no_choice"
@@ -285,6 +287,6 @@ class OpenAIChatBackend:
         s = self.settings
         tally["cost_usd"] += (pt * s.price_in_per_mtok + ct * s.price_out_per_mtok) / 1e6
         if self._cache is not None:
-            key = request_key(self.model, params, msgs)
+            key = key or request_key(self.model, params, msgs)
             self._cache.put(key, self.model, params, msgs, CachedReply(text, pt, ct, finish))
         return ChatReply(text, pt, ct, finish, False)
