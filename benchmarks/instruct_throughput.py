@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.2, help="server reply latency (s)")
     parser.add_argument("--levels", default="1,8,32,128", help="concurrency levels")
     parser.add_argument("--min-requests", type=int, default=40)
-    parser.add_argument("--per-thread", type=int, default=8,
+    parser.add_argument("--per-thread", type=int, default=24,
                         help="requests per thread at each level (at least --min-requests)")
     parser.add_argument("--markdown", help="append the result table to this file")
     parser.add_argument("--stage", type=int, default=0,

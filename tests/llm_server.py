@@ -278,13 +278,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         owner = self.server.owner
+        arrived = time.monotonic()
         owner._enter()
         try:
-            self._post(owner)
+            self._post(owner, arrived)
         finally:
             owner._leave()
 
-    def _post(self, owner: LLMServer) -> None:
+    def _post(self, owner: LLMServer, arrived: float) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if not owner._admit():            # past stop_after: drop the connection, answer nothing
@@ -302,7 +303,10 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = owner._choose(body)
         owner._note(body, auth, behaviour)
         if owner.latency_s:
-            time.sleep(owner.latency_s)
+            # the reply leaves latency_s after the request arrived, like a model server whose
+            # own overhead is part of its latency: this Python server's parsing of a burst of
+            # requests (serialised by its GIL) must not add to the fixed latency under test
+            time.sleep(max(0.0, arrived + owner.latency_s - time.monotonic()))
         if behaviour == "429":
             self._send(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
                        {"Retry-After": owner.retry_after})
