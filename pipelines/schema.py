@@ -191,6 +191,11 @@ class Clip:
         )
 
 
+#: The track metadata a clip carries as typed fields. Readers (``TrackTask``) and instruct's
+#: ``ClipFacts`` declare the same names; ``tests/test_schema.py`` keeps the three in step.
+CLIP_METADATA_FIELDS = ("title", "artist", "album", "tags", "genres", "caption", "aspects",
+                        "instruments", "composer", "composition", "movement", "ensemble")
+
 CLIP_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
     pa.field("dataset", pa.string(), nullable=False),

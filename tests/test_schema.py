@@ -148,3 +148,22 @@ def test_shards_open_with_duckdb_and_pandas(tmp_path):
     import pandas as pd
     df = pd.read_parquet(tmp_path / "part-00000.parquet")
     assert list(df["genres"].iloc[0]) == ["Rock", "Pop"]
+
+
+def test_track_metadata_fields_stay_in_step_across_layers():
+    """The clip's metadata fields are declared by the schema, the readers' TrackTask and
+    instruct's ClipFacts (each layer's own typed view); a field added to one must reach all."""
+    import dataclasses
+
+    from annotate.instruct.facts import ClipFacts
+    from pipelines.datasets.common import TrackTask
+
+    clip_fields = {f.name for f in dataclasses.fields(s.Clip)}
+    task_fields = {f.name for f in dataclasses.fields(TrackTask)}
+    facts_fields = {f.name for f in dataclasses.fields(ClipFacts)}
+    meta = set(s.CLIP_METADATA_FIELDS)
+    assert meta <= clip_fields and meta <= task_fields and meta <= facts_fields
+    # nothing metadata-like in Clip that the metadata list forgets
+    structural = {"id", "dataset", "source_id", "split", "audio_uri", "start_s", "end_s",
+                  "sample_rate_hz", "channels", "track_duration_s", "notes", "rms_dbfs"}
+    assert clip_fields - structural == meta

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from llark.errors import AudioNotFoundError, LlarkError, MetadataError, UnsafePathError
-from pipelines.schema import DATASETS, SPLITS, Clip, NoteEvent, track_id
+from pipelines.schema import CLIP_METADATA_FIELDS, DATASETS, SPLITS, Clip, NoteEvent, clip_id, track_id
 
 log = logging.getLogger("llark.datasets")
 
@@ -32,8 +32,6 @@ AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "oga", "opus",
 #: Extensions tried in order for a ``{ext}`` placeholder in a MusicCaps filename template.
 TEMPLATE_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "m4a", "opus", "webm")
 
-_METADATA_FIELDS = ("title", "artist", "album", "tags", "genres", "caption", "aspects",
-                    "instruments", "composer", "composition", "movement", "ensemble")
 
 
 # --------------------------------------------------------------------------- options
@@ -105,9 +103,7 @@ class TrackTask:
                   notes: tuple[NoteEvent, ...] = (),
                   instruments: tuple[str, ...] | None = None) -> Clip:
         """The :class:`Clip` of window ``start_s..end_s`` (seconds in ``audio_uri``'s time)."""
-        from pipelines.schema import clip_id
-
-        meta = {name: getattr(self, name) for name in _METADATA_FIELDS}
+        meta = {name: getattr(self, name) for name in CLIP_METADATA_FIELDS}
         if instruments is not None:
             meta["instruments"] = instruments
         return Clip(id=clip_id(self.dataset, self.source_id, start_s, end_s),
