@@ -34,7 +34,6 @@ def load() -> str:
 
 def make_corpus(folder: Path, n: int, seconds: float) -> Path:
     import numpy as np
-    import pyarrow.parquet as pq
     import soundfile as sf
 
     from llark.synth import random_song_spec, render_song
@@ -49,13 +48,7 @@ def make_corpus(folder: Path, n: int, seconds: float) -> Path:
                            source_id=f"song{i}", split="train", audio_uri=str(path),
                            start_s=0.0, end_s=seconds, sample_rate_hz=44100).to_row())
     clips = folder / "clips"
-    clips.mkdir()
-    part = clips / "part-00000.parquet"
-    pq.write_table(s.to_table(rows, s.CLIP_SCHEMA), part)
-    index = s.ShardIndex(s.SCHEMA_VERSION, "clip", "bench",
-                         (s.ShardEntry(part.name, len(rows), part.stat().st_size,
-                                       s.sha256_file(part)),), len(rows))
-    (clips / s.INDEX_FILE).write_text(index.to_json())
+    s.write_record_set(clips, rows, "clip", "bench")
     return clips
 
 

@@ -87,7 +87,6 @@ def run_stage_job(url: str, n_clips: int, concurrency: int, workers: int) -> lis
     annotated clips, then the same job again (``--force``) from the warm cache."""
     from pipelines import schema as s
     from pipelines.instruct import run as instruct_run
-    import pyarrow.parquet as pq
 
     out_lines = []
     with tempfile.TemporaryDirectory(prefix="llark-bench-stage-") as tmp:
@@ -103,12 +102,7 @@ def run_stage_job(url: str, n_clips: int, concurrency: int, workers: int) -> lis
                                0.7, tuple(s.ChordSegment(c.start_s, c.end_s, c.label)
                                           for c in f.chords), 0.6)
             rows.append(s.AnnotatedClip(clip, ann).to_row())
-        (root / "ann").mkdir()
-        part = root / "ann" / "part-00000.parquet"
-        pq.write_table(s.to_table(rows, s.ANNOTATED_CLIP_SCHEMA), part)
-        entry = s.ShardEntry(part.name, len(rows), part.stat().st_size, s.sha256_file(part))
-        (root / "ann" / s.INDEX_FILE).write_text(s.ShardIndex(
-            s.SCHEMA_VERSION, "annotated_clip", "annotate", (entry,), len(rows)).to_json())
+        s.write_record_set(root / "ann", rows, "annotated_clip", "annotate")
         argv = ["--input", str(root / "ann"), "--output", str(root / "out"), "--llm", "openai",
                 "--base-url", url, "--model", "bench-model", "--families", "mir",
                 "--concurrency", str(concurrency), "--cache-dir", str(root / "cache"),

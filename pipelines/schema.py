@@ -597,3 +597,33 @@ def verify_shards(folder: str | Path, index: ShardIndex | None = None) -> ShardI
             raise ShardError(f"{path}: sha256 {digest[:12]}… does not match the index "
                              f"({entry.sha256[:12]}…); the file is corrupt")
     return index
+
+
+def write_record_set(folder: str | Path, rows: list[dict], record: str, stage: str,
+                     rows_per_shard: int | None = None, row_group_size: int | None = None,
+                     counts: dict[str, Any] | None = None,
+                     dead_letters: dict[str, int] | None = None,
+                     skipped: dict[str, int] | None = None,
+                     config: dict[str, Any] | None = None) -> ShardIndex:
+    """Write ``rows`` as a complete local record set: ``part-NNNNN.parquet`` checked against
+    the record's schema, then ``_index.json`` last, exactly as a stage commits one.
+
+    For tests, benchmarks and small tools; Beam stages commit through ``pipelines.stage``.
+    """
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = RECORD_SCHEMAS[record]
+    step = rows_per_shard or max(1, len(rows))
+    entries = []
+    for n, start in enumerate(range(0, len(rows), step)):
+        chunk = rows[start:start + step]
+        path = folder / f"part-{n:05d}.parquet"
+        pq.write_table(to_table(chunk, schema), path, row_group_size=row_group_size)
+        entries.append(ShardEntry(path.name, len(chunk), path.stat().st_size, sha256_file(path)))
+    index = ShardIndex(SCHEMA_VERSION, record, stage, tuple(entries), len(rows),
+                       dead_letters=dict(dead_letters or {}), skipped=dict(skipped or {}),
+                       counts=dict(counts or {}), config=dict(config or {}))
+    (folder / INDEX_FILE).write_text(index.to_json())
+    return index

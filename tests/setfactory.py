@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from pipelines import schema as s
 
@@ -14,10 +13,7 @@ from pipelines import schema as s
 def write_set(folder: Path, records: list[Any], record: str, stage: str,
               dead_letters: list[s.DeadLetter] = (), counts: dict | None = None,
               skipped: dict | None = None) -> s.ShardIndex:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "part-00000.parquet"
-    pq.write_table(s.to_table([r.to_row() for r in records], s.RECORD_SCHEMAS[record]), path)
-    entry = s.ShardEntry(path.name, len(records), path.stat().st_size, s.sha256_file(path))
+    """A complete set of ``records`` with its dead-letter file, as a stage commits one."""
     dead: dict[str, int] = {}
     if dead_letters:
         dl = folder / s.DEAD_LETTER_DIR / stage
@@ -25,10 +21,8 @@ def write_set(folder: Path, records: list[Any], record: str, stage: str,
         (dl / "part-00000.jsonl").write_text("\n".join(d.to_json() for d in dead_letters) + "\n")
         for d in dead_letters:
             dead[d.error_type] = dead.get(d.error_type, 0) + 1
-    index = s.ShardIndex(s.SCHEMA_VERSION, record, stage, (entry,), len(records), dead,
-                         skipped or {}, counts or {})
-    (folder / s.INDEX_FILE).write_text(index.to_json())
-    return index
+    return s.write_record_set(folder, [r.to_row() for r in records], record, stage,
+                              counts=counts, dead_letters=dead, skipped=skipped)
 
 
 def clip(i: int, dataset: str = "fma", seconds: float = 10.0) -> s.Clip:

@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
-
-from pipelines.schema import (SCHEMA_VERSION, TRAINING_SCHEMA, Annotation, Beat, ChordSegment,
-                              Clip, Embedding, Instruction, ShardEntry, ShardIndex, TrainingRow,
-                              Turn, clip_id, sha256_file, to_table)
+from pipelines.schema import (Annotation, Beat, ChordSegment, Clip, Embedding, Instruction,
+                              ShardIndex, TrainingRow, Turn, clip_id, write_record_set)
 
 KEYS = ("C major", "A minor", "F# minor", "Bb major", "E minor", "D major")
 GENRES = ("rock", "jazz", "classical", "hip hop", "electronic")
@@ -67,20 +64,9 @@ def make_row(i: int, n_frames: int = 8, dim: int = 16,
 def write_shard_set(folder: str | Path, rows: Sequence[TrainingRow], rows_per_shard: int = 16,
                     row_group_size: int = 4) -> ShardIndex:
     """``part-NNNNN.parquet`` files of ``rows`` plus an ``_index.json`` written last."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for n, start in enumerate(range(0, len(rows), rows_per_shard)):
-        chunk = rows[start:start + rows_per_shard]
-        table = to_table([r.to_row() for r in chunk], TRAINING_SCHEMA)
-        path = folder / f"part-{n:05d}.parquet"
-        pq.write_table(table, path, row_group_size=row_group_size)
-        entries.append(ShardEntry(path.name, len(chunk), path.stat().st_size, sha256_file(path)))
-    index = ShardIndex(schema_version=SCHEMA_VERSION, record="training_row", stage="shards",
-                       shards=tuple(entries), total_rows=len(rows),
-                       config={"writer": "tests/shard_factory.py"})
-    (folder / "_index.json").write_text(index.to_json())
-    return index
+    return write_record_set(folder, [r.to_row() for r in rows], "training_row", "shards",
+                            rows_per_shard=rows_per_shard, row_group_size=row_group_size,
+                            config={"writer": "tests/shard_factory.py"})
 
 
 def make_shard_set(folder: str | Path, n_rows: int = 24, n_frames: int = 8, dim: int = 16,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import pyarrow.parquet as pq
 import soundfile as sf
 
 from pipelines import schema as s
@@ -20,15 +19,7 @@ SR = 22050
 def write_set(folder: Path, record: str, rows: list[dict], stage: str = "test",
               counts: dict[str, Any] | None = None) -> Path:
     """A complete record set: ``part-00000.parquet`` + ``_index.json`` (as a stage commits)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = []
-    if rows:
-        part = folder / "part-00000.parquet"
-        pq.write_table(s.to_table(rows, s.RECORD_SCHEMAS[record]), part)
-        entries.append(s.ShardEntry(part.name, len(rows), part.stat().st_size, s.sha256_file(part)))
-    index = s.ShardIndex(s.SCHEMA_VERSION, record, stage, tuple(entries), len(rows),
-                         counts=counts or {})
-    (folder / s.INDEX_FILE).write_text(index.to_json())
+    s.write_record_set(folder, rows, record, stage, counts=counts)
     return folder
 
 

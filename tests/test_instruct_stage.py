@@ -57,12 +57,7 @@ def annotation(c: s.Clip, tempo: float = 140.0, silent: bool = False) -> s.Annot
 
 
 def write_input(folder: Path, rows: list[dict]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "part-00000.parquet"
-    pq.write_table(s.to_table(rows, s.ANNOTATED_CLIP_SCHEMA), path)
-    entry = s.ShardEntry(path.name, len(rows), path.stat().st_size, s.sha256_file(path))
-    index = s.ShardIndex(s.SCHEMA_VERSION, "annotated_clip", "annotate", (entry,), len(rows))
-    (folder / s.INDEX_FILE).write_text(index.to_json())
+    s.write_record_set(folder, rows, "annotated_clip", "annotate")
 
 
 def rows_of(clips_and_annotations) -> list[dict]:
