@@ -503,6 +503,9 @@ class Skipped:
     id: str
     reason: str
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
 
 RECORD_SCHEMAS: dict[str, pa.Schema] = {
     "clip": CLIP_SCHEMA,
@@ -558,12 +561,19 @@ class ShardIndex:
         return cls(**d)
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_stream(f: Any, chunk: int = 1 << 20) -> tuple[str, int]:
+    """sha256 hex digest and byte count of an open binary file (local or Beam FileSystems)."""
     h = hashlib.sha256()
+    size = 0
+    while block := f.read(chunk):
+        h.update(block)
+        size += len(block)
+    return h.hexdigest(), size
+
+
+def sha256_file(path: str | Path) -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return sha256_stream(f)[0]
 
 
 def read_index(folder: str | Path, record: str | None = None) -> ShardIndex:

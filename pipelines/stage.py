@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ from pipelines.schema import (
     ShardEntry,
     ShardIndex,
     Skipped,
+    sha256_stream,
 )
 
 log = logging.getLogger("llark")
@@ -148,7 +148,7 @@ def dead_letter_json(stage: str, element: Any, exc: LlarkError) -> str:
 
 
 def skipped_json(stage: str, record_id: str, reason: str) -> str:
-    return json.dumps({"stage": stage, "id": record_id, "reason": reason}, sort_keys=True)
+    return Skipped(stage, record_id, reason).to_json()
 
 
 def with_dead_letters(pcoll: beam.PCollection, label: str, fn: beam.DoFn, stage: str,
@@ -221,13 +221,8 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _sha256(path: str) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
     with FileSystems.open(path) as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
+        return sha256_stream(f)
 
 
 def _parquet_rows(path: str) -> int:
