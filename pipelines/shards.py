@@ -61,7 +61,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
