@@ -110,6 +110,7 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
             for reason, n in idx.skipped.items():
                 if rec == "instruction":
                     data["drops"][f"skipped: {reason}"] += n
+        norm_rows = 0
         for part in _parts(s.path):
             pf = pq.ParquetFile(part)
             names = pf.schema_arrow.names
@@ -138,17 +139,19 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
                     data["qa_datasets"][ds] += 1
                     if len(data["qa"]) < 400:
                         data["qa"].append((cid, fam, turns))
-            if rec in ("embedding", "training_row") and len(data["norms"]) < 50:
-                id_col = "clip_id" if rec == "embedding" else "id"
-                if sum(map(len, data["norms"].values())) >= NORM_ROWS_PER_SET * 4:
-                    continue
+            if rec in ("embedding", "training_row"):
+                # a sample of each set is enough for the plot: at most NORM_ROWS_PER_SET rows,
+                # read one row group at a time (embeddings are the big column)
                 for rg in range(pf.num_row_groups):
-                    t = pf.read_row_group(rg, columns=[id_col, "dataset", "n_frames", "dim",
+                    if norm_rows >= NORM_ROWS_PER_SET:
+                        break
+                    t = pf.read_row_group(rg, columns=["dataset", "n_frames", "dim",
                                                        "embedding"]).to_pydict()
                     for ds, n, d, blob in zip(t["dataset"], t["n_frames"], t["dim"], t["embedding"]):
                         frames = np.frombuffer(blob, dtype=EMBEDDING_DTYPE).reshape(n, d)
                         norm = float(np.linalg.norm(frames.astype(np.float32), axis=1).mean())
                         data["norms"][f"{ds} ({rec})"].append(norm)
+                        norm_rows += 1
     for path in sorted(root.rglob("*.json")):
         if path.parent.name == "eval" and not path.name.startswith("_"):
             try:
