@@ -3,7 +3,7 @@
     python -m benchmarks.annotate_accuracy [--synth N] [--seconds S] [--seed K]
         [--demo DIR] [--cache FILE] [--sweep] [--json OUT]
 
-Items: ``--synth N`` songs rendered by :mod:`llark.synth` (varied styles, 3/4 and 4/4,
+Items: ``--synth N`` songs rendered by :mod:`llark.demo.synth` (varied styles, 3/4 and 4/4,
 all keys, 70-160 BPM) and, with ``--demo DIR``, every clip window of the demo corpus
 (``llark demo-data``; ground truth from its ``ground_truth.json``, cut to the windows
 ingest makes). Each backend runs once per item; its raw answer is cached in ``--cache`` so
@@ -67,7 +67,7 @@ class Item:
 # --------------------------------------------------------------------------- corpora
 
 def synth_items(n: int, seconds: float, seed: int, sr: int = 44100) -> list[Item]:
-    from llark.synth import random_song_spec, render_song
+    from llark.demo.synth import random_song_spec, render_song
 
     rng = np.random.default_rng(seed)
     items = []

@@ -49,7 +49,7 @@ def make_clips(folder: Path, n: int, seconds: float, real: Path | None) -> list[
     import soundfile as sf
 
     from llark.audio import load_audio
-    from llark.synth import random_song_spec, render_song
+    from llark.demo.synth import random_song_spec, render_song
 
     rng = np.random.default_rng(7)
     paths = []

@@ -2,7 +2,7 @@
 
     python benchmarks/embed_cpu.py [--clips 24] [--seconds 23.777] [--workers 1,2]
 
-Synthesizes ``--clips`` songs (llark.synth) as 44.1 kHz mono wav files, then measures:
+Synthesizes ``--clips`` songs (llark.demo.synth) as 44.1 kHz mono wav files, then measures:
 
 * ``features-v1`` in-process on windows already at 22,050 Hz (the encoder alone);
 * decode + resample 44.1 → 22.05 kHz + encoder in-process (what one worker does per clip);
@@ -36,7 +36,7 @@ def make_corpus(folder: Path, n: int, seconds: float) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from llark.synth import random_song_spec, render_song
+    from llark.demo.synth import random_song_spec, render_song
     from pipelines import schema as s
 
     rows = []

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo-data": ("pipelines.demo_data", "synthesize the demo corpus (all four dataset layouts)"),
+    "demo-data": ("llark.demo.corpus", "synthesize the demo corpus (all four dataset layouts)"),
     "ingest": ("pipelines.ingest", "Beam: dataset files -> clip records"),
     "analyze": ("pipelines.analyze", "tempo/beats/key/chords of audio files, JSON lines"),
     "annotate": ("pipelines.annotate", "Beam: clip records -> annotated clip records"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from llark.synth import Part, SongSpec, render_song, roman_to_harte
+from llark.demo.synth import Part, SongSpec, render_song, roman_to_harte
 from pipelines.analyze import run
 
 FIELDS = {"path", "tempo_bpm", "beats", "downbeats", "key", "chords", "backend"}

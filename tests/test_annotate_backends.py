@@ -1,5 +1,5 @@
 """The real madmom and essentia backends and the consensus on synthesized songs of known tempo,
-meter, key and chords (llark.synth), scored with mir_eval, plus silence and odd inputs."""
+meter, key and chords (llark.demo.synth), scored with mir_eval, plus silence and odd inputs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from annotate.labels import KEYS
 from annotate.madmom_backend import MadmomConfig, _set_threads
 from annotate.types import ClipAnalysis
 from llark.errors import AnalysisError, ConfigError
-from llark.synth import Part, SongAudio, SongSpec, render_song, roman_to_harte
+from llark.demo.synth import Part, SongAudio, SongSpec, render_song, roman_to_harte
 
 SR = 22050          # the rate of the real recordings; the annotator resamples once to 44.1 kHz
 

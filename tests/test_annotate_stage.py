@@ -19,7 +19,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from annotate.annotator import AnnotatorConfig
 from llark.errors import ConfigError
-from llark.synth import Part, SongSpec, render_song, roman_to_harte
+from llark.demo.synth import Part, SongSpec, render_song, roman_to_harte
 from pipelines import schema as s
 from pipelines.annotate import AnnotateClipFn, AnnotateConfig, read_source, run, to_annotation
 from tests.setfactory import write_set

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from llark.synth import random_song_spec, render_song
+from llark.demo.synth import random_song_spec, render_song
 from pipelines import schema as s
 
 REPO = Path(__file__).resolve().parents[1]

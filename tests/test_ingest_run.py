@@ -129,7 +129,7 @@ def test_folder_ingest_of_real_recordings(real_audio_dir: Path, tmp_path: Path) 
 
 
 def test_ingest_of_the_whole_demo_corpus(tmp_path: Path) -> None:
-    from pipelines import demo_data
+    from llark.demo import corpus as demo_data
 
     corpus = tmp_path / "demo"
     assert demo_data.run(["--output", str(corpus), "--scale", "tiny", "--seed", "5"]) == 0

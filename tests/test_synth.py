@@ -1,4 +1,4 @@
-"""Tests of the numpy music synthesizer (llark/synth.py): determinism and exact ground truth."""
+"""Tests of the numpy music synthesizer (llark/demo/synth.py): determinism and exact ground truth."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from llark.synth import (
+from llark.demo.synth import (
     INSTRUMENTS,
     MAJOR_SCALE,
     MINOR_SCALE,

@@ -1,7 +1,7 @@
 """Write a small synthetic demo corpus laid out exactly as the real datasets are on disk.
 
-``python -m pipelines.demo_data --output DIR [--seed N] [--scale small|tiny]``
-(also ``llark demo-data``) renders songs with :mod:`llark.synth` and writes:
+``python -m llark.demo.corpus --output DIR [--seed N] [--scale small|tiny]``
+(also ``llark demo-data``) renders songs with :mod:`llark.demo.synth` and writes:
 
 ```
 DIR/
@@ -49,7 +49,7 @@ from urllib.parse import quote
 import numpy as np
 import soundfile as sf
 
-from llark.synth import (
+from llark.demo.synth import (
     Part,
     SongAudio,
     SongSpec,
@@ -819,7 +819,7 @@ def build_corpus(root: Path, seed: int = 0, scale: str = "small") -> dict[str, A
     _folder(c, counts["folder"])
     truth = {
         "version": GROUND_TRUTH_VERSION,
-        "generator": "llark.synth",
+        "generator": "llark.demo.synth",
         "seed": seed,
         "scale": scale,
         "conventions": {

@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo corpus (pipelines/demo_data.py) at ``--scale tiny``."""
+"""Tests of the synthetic demo corpus (llark/demo/corpus.py) at ``--scale tiny``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipelines import demo_data
-from pipelines.demo_data import MTAT_TAGS, MUSICCAPS_COLUMNS, run
+from llark.demo import corpus as demo_data
+from llark.demo.corpus import MTAT_TAGS, MUSICCAPS_COLUMNS, run
 
 AUDIO_EXTS = {".wav", ".mp3", ".ogg", ".flac"}
 
