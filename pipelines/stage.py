@@ -21,9 +21,11 @@ import json
 import logging
 import os
 import sys
+import shutil
+import tempfile
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
 
 
 class _QuietBeamNoise(logging.Filter):
@@ -40,10 +42,12 @@ logging.getLogger().addFilter(_QuietBeamNoise())
 
 import apache_beam as beam  # noqa: E402  (after the filter, which must see its import warning)
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.metrics import Metrics  # noqa: E402
+from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions  # noqa: E402
 
 from llark.config import to_dict
-from llark.errors import LlarkError
+from llark.errors import ConfigError, LlarkError
 from pipelines.schema import (
     DEAD_LETTER_DIR,
     INDEX_FILE,
@@ -94,6 +98,77 @@ def _flag_value(args: list[str], flag: str) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- tallies
+
+#: Namespace of every counter a stage keeps (Beam metrics, summed by the runner).
+TALLY_NAMESPACE = "llark"
+#: Counter-name prefixes: ``dead_letters/<ErrorType>`` and ``skipped/<reason>``.
+DEAD_PREFIX = "dead_letters/"
+SKIP_PREFIX = "skipped/"
+
+_COUNTERS: dict[str, Any] = {}
+
+
+def tally(name: str, n: int = 1) -> None:
+    """Add ``n`` to the stage counter ``name`` (a Beam metric; ``a/b`` names a group ``a``).
+
+    Call it only once an element's outcome is decided (just before yielding it): counters
+    incremented before an exception stay counted even though the element is dead-lettered.
+    """
+    counter = _COUNTERS.get(name)
+    if counter is None:
+        counter = _COUNTERS[name] = Metrics.counter(TALLY_NAMESPACE, name)
+    counter.inc(n)
+
+
+@dataclass(frozen=True)
+class Tallies:
+    """The stage counters of one finished pipeline, as the runner summed them."""
+
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+    def get(self, name: str) -> int:
+        return int(self.counters.get(name, 0))
+
+    def group(self, prefix: str) -> dict[str, int]:
+        """``{"train": 3, ...}`` from the counters ``<prefix>train`` ..., sorted by key."""
+        return {k[len(prefix):]: int(v) for k, v in sorted(self.counters.items())
+                if k.startswith(prefix)}
+
+    def total(self, prefix: str) -> int:
+        return sum(self.group(prefix).values())
+
+    @property
+    def dead_letters(self) -> dict[str, int]:
+        return self.group(DEAD_PREFIX)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return self.group(SKIP_PREFIX)
+
+
+def pipeline_tallies(result: Any) -> Tallies:
+    """The ``llark`` counters of a finished pipeline (committed values where the runner has
+    them: a retried bundle counts once)."""
+    query = result.metrics().query(MetricsFilter().with_namespace(TALLY_NAMESPACE))
+    sums: dict[str, int] = {}
+    for c in query["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        sums[c.key.metric.name] = sums.get(c.key.metric.name, 0) + int(value or 0)
+    return Tallies(sums)
+
+
+class TallyCounts:
+    """Base of the index counts a stage computes from its :class:`Tallies` after the run.
+
+    A stage's ``build`` returns one; :func:`run_stage` calls it with the pipeline's tallies.
+    Counts with a non-zero ``unaccounted`` fail the commit.
+    """
+
+    def __call__(self, tallies: Tallies) -> dict[str, Any]:
+        raise NotImplementedError
+
+
 # --------------------------------------------------------------------------- dead letters
 
 def element_id(element: Any) -> str:
@@ -137,8 +212,70 @@ class ToDeadLetterFn(beam.DoFn):
             # An unexpected error is a bug: keep where it happened so users can report it.
             where = "".join(tb_lines[-2:]).strip().replace("\n", " | ")
             exc_repr = f"{exc_repr} (unexpected; at {where})"
-        yield DeadLetter(self._stage, element_id(element), exc_type.__name__,
-                         _message(exc_repr, exc_type), element_uri(element)).to_json()
+        message = _message(exc_repr, exc_type)
+        for record_id, uri in element_records(element):
+            tally(DEAD_PREFIX + exc_type.__name__)
+            yield DeadLetter(self._stage, record_id, exc_type.__name__, message, uri).to_json()
+
+
+def element_records(element: Any) -> list[tuple[str, str]]:
+    """``(record id, audio uri)`` of each record a failed element held: one, or each clip of
+    a :class:`TrackClips` group (so a group that fails leaves one dead letter per clip)."""
+    if isinstance(element, TrackClips):
+        return [(element_id(r), element_uri(r)) for r in element.rows]
+    return [(element_id(element), element_uri(element))]
+
+
+@dataclass(frozen=True)
+class TrackClips:
+    """The clip rows of one audio file, gathered so the file is read once for all of them."""
+
+    audio_uri: str
+    rows: tuple[dict, ...]
+
+
+def audio_uri_of(row: dict) -> tuple[str, dict]:
+    return str(row["audio_uri"]), row
+
+
+def to_track_clips(item: tuple[str, Iterable[dict]]) -> TrackClips:
+    uri, rows = item
+    return TrackClips(uri, tuple(sorted(rows, key=lambda r: float(r["start_s"]))))
+
+
+def group_by_track(rows: beam.PCollection, label: str = "ByTrack") -> beam.PCollection:
+    """Clip rows → one :class:`TrackClips` per audio file (remote audio is then read once per
+    track, not once per clip)."""
+    return (rows | f"{label}:Key" >> beam.Map(audio_uri_of)
+            | f"{label}:Group" >> beam.GroupByKey()
+            | f"{label}:Gather" >> beam.Map(to_track_clips))
+
+
+class CountDeadFn(beam.DoFn):
+    """Counts the dead letters (JSON) a DoFn emitted directly, by error type."""
+
+    def process(self, line: str) -> Iterable[str]:
+        tally(DEAD_PREFIX + json.loads(line)["error_type"])
+        yield line
+
+
+class CountSkippedFn(beam.DoFn):
+    """Counts skip notes (JSON) by reason."""
+
+    def process(self, line: str) -> Iterable[str]:
+        tally(SKIP_PREFIX + json.loads(line)["reason"])
+        yield line
+
+
+def write_dead_letters(lines: beam.PCollection, label: str, staging: str,
+                       counted: bool = False) -> None:
+    """Dead letters (JSON lines) → ``{staging}/dead/{label}-*.jsonl``, counted by type on the
+    way (``counted``: already counted where they were made, by :class:`ToDeadLetterFn`)."""
+    name = label.replace(" ", "_").replace(":", "-")
+    if not counted:
+        lines = lines | f"{label}:Count" >> beam.ParDo(CountDeadFn())
+    lines | f"{label}:Write" >> beam.io.WriteToText(f"{staging}/dead/{name}",
+                                                     file_name_suffix=".jsonl")
 
 
 def dead_letter_json(stage: str, element: Any, exc: LlarkError) -> str:
@@ -160,12 +297,12 @@ def with_dead_letters(pcoll: beam.PCollection, label: str, fn: beam.DoFn, stage:
     """
     results = (pcoll | label >> beam.ParDo(fn).with_outputs(SKIP_TAG, DEAD_TAG, main="main")
                .with_exception_handling(use_subprocess=False, dead_letter_tag="failed"))
-    (results["failed"] | f"{label}:ToDeadLetter" >> beam.ParDo(ToDeadLetterFn(stage))
-     | f"{label}:WriteDead" >> beam.io.WriteToText(f"{staging}/dead/{label.replace(' ', '_')}",
-                                                    file_name_suffix=".jsonl"))
-    (results[DEAD_TAG] | f"{label}:WriteDead2" >> beam.io.WriteToText(
-        f"{staging}/dead/{label.replace(' ', '_')}-direct", file_name_suffix=".jsonl"))
-    (results[SKIP_TAG] | f"{label}:WriteSkipped" >> beam.io.WriteToText(
+    write_dead_letters(results["failed"] | f"{label}:ToDeadLetter"
+                       >> beam.ParDo(ToDeadLetterFn(stage)), f"{label}:Failed", staging,
+                       counted=True)
+    write_dead_letters(results[DEAD_TAG], f"{label}:Direct", staging)
+    (results[SKIP_TAG] | f"{label}:CountSkipped" >> beam.ParDo(CountSkippedFn())
+     | f"{label}:WriteSkipped" >> beam.io.WriteToText(
         f"{staging}/skipped/{label.replace(' ', '_')}", file_name_suffix=".jsonl"))
     return results["main"]
 
@@ -188,13 +325,23 @@ def _to_row(record: Any) -> dict:
 
 @dataclass(frozen=True)
 class StageResult:
-    index: ShardIndex
+    index: ShardIndex | None     # None only for a dry run
     output: str
     skipped_run: bool     # True when the output was already complete
+    dry_run: "DryRun | None" = None
 
     @property
     def error_total(self) -> int:
-        return sum(self.index.dead_letters.values())
+        return sum(self.index.dead_letters.values()) if self.index is not None else 0
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What ``--dry_run`` built instead of running: the job's size."""
+
+    runner: str
+    transforms: int            # transforms in the pipeline proto (composites included)
+    proto_bytes: int           # serialized size of the pipeline proto the job would carry
 
 
 def _join(*parts: str) -> str:
@@ -269,11 +416,16 @@ REJECTED_INDEX_FILE = "_index.rejected.json"
 
 def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
            counts: dict[str, Any] | None = None, max_error_rate: float = 1.0,
-           inputs_count: int | None = None) -> ShardIndex:
+           inputs_count: int | None = None, tallies: Tallies | None = None) -> ShardIndex:
     """Move staged files into place, count them, write ``_index.json`` last.
 
-    When more than ``max_error_rate`` of the inputs were dead-lettered the set is not marked
-    complete: the index goes to ``_index.rejected.json`` (parts and dead letters stay for
+    Dead letters and skips are counted by the pipeline (``tallies``); the staged dead-letter
+    files are gathered into ``_dead_letter/{stage}/`` and must hold exactly as many lines as
+    were counted. Without ``tallies`` (a pipeline run elsewhere) the files are counted here.
+
+    When more than ``max_error_rate`` of the inputs were dead-lettered, or when the counts
+    leave inputs ``unaccounted`` (neither written, skipped nor dead-lettered), the set is not
+    marked complete: the index goes to ``_index.rejected.json`` (parts and dead letters stay for
     inspection), so a rerun redoes the stage instead of reporting it done.
     """
     staged = [p for p in _list(_join(staging, "data", "part*")) if p.endswith(".parquet")]
@@ -292,23 +444,18 @@ def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
         entries.append(ShardEntry(dest.rsplit("/", 1)[-1], rows, size, digest))
         total += rows
 
-    dead_counts: dict[str, int] = {}
-    dead_lines: list[str] = []
-    for path in _list(_join(staging, "dead", "*")):
-        for line in _read_text(path).splitlines():
-            if line.strip():
-                dead_lines.append(line)
-                et = json.loads(line)["error_type"]
-                dead_counts[et] = dead_counts.get(et, 0) + 1
+    dead_lines = [line for path in _list(_join(staging, "dead", "*"))
+                  for line in _read_text(path).splitlines() if line.strip()]
     if dead_lines:
         _write_text(_join(output, DEAD_LETTER_DIR, stage, "part-00000.jsonl"),
                     "\n".join(sorted(dead_lines)) + "\n")
-    skip_counts: dict[str, int] = {}
-    for path in _list(_join(staging, "skipped", "*")):
-        for line in _read_text(path).splitlines():
-            if line.strip():
-                reason = json.loads(line)["reason"]
-                skip_counts[reason] = skip_counts.get(reason, 0) + 1
+    if tallies is None:
+        tallies = _count_staged_notes(staging, dead_lines)
+    dead_counts, skip_counts = tallies.dead_letters, tallies.skipped
+    if len(dead_lines) != sum(dead_counts.values()):
+        raise UnaccountedError(
+            f"[{stage}] the pipeline counted {sum(dead_counts.values())} dead letters but "
+            f"{len(dead_lines)} were written under {staging}/dead/ (a bug; please report it)")
 
     index = ShardIndex(
         schema_version=SCHEMA_VERSION, record=record, stage=stage, shards=tuple(entries),
@@ -328,26 +475,60 @@ def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
             f"[{stage}] {dead} of {n_in} inputs failed ({dead / n_in:.0%}), above "
             f"--max-error-rate {max_error_rate:.0%}; the output is NOT marked complete. "
             f"See {output}/{DEAD_LETTER_DIR}/{stage}/ (and {REJECTED_INDEX_FILE})")
+    unaccounted = int(index.counts.get("unaccounted", 0) or 0)
+    if unaccounted:
+        _write_text(_join(output, REJECTED_INDEX_FILE), index.to_json())
+        raise UnaccountedError(
+            f"[{stage}] {unaccounted} input(s) were neither written, skipped nor dead-lettered "
+            f"(counts: {json.dumps(index.counts, sort_keys=True)}); the output is NOT marked "
+            "complete (a bug; please report it)")
     _write_text(_join(output, INDEX_FILE), index.to_json())
     return index
+
+
+def _count_staged_notes(staging: str, dead_lines: list[str]) -> Tallies:
+    """Tallies from the staged files, for a commit without the pipeline's counters."""
+    sums: dict[str, int] = {}
+    for line in dead_lines:
+        name = DEAD_PREFIX + json.loads(line)["error_type"]
+        sums[name] = sums.get(name, 0) + 1
+    for path in _list(_join(staging, "skipped", "*")):
+        for line in _read_text(path).splitlines():
+            if line.strip():
+                name = SKIP_PREFIX + json.loads(line)["reason"]
+                sums[name] = sums.get(name, 0) + 1
+    return Tallies(sums)
 
 
 class ErrorRateExceeded(LlarkError):
     """Too many inputs of a stage were dead-lettered; the output is left incomplete."""
 
 
+class UnaccountedError(LlarkError):
+    """Some inputs of a stage were neither written, skipped nor dead-lettered."""
+
+
 def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[str],
               build: Callable[[beam.Pipeline, str],
-                              dict[str, Any] | Callable[[], dict[str, Any]] | None],
+                              dict[str, Any] | Callable[[], dict[str, Any]] | TallyCounts
+                              | None],
               force: bool = False, max_error_rate: float = 1.0,
               inputs_count: int | None = None) -> StageResult:
     """Run ``build`` as one transaction into ``output``; print a summary; check the error rate.
 
-    ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index,
-    or a no-argument callable returning them, called after the pipeline has finished and before
-    the commit (so it can read what was staged under ``staging``).
+    ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index:
+    a dict, a :class:`TallyCounts` (called with the pipeline's counters), or a no-argument
+    callable called after the pipeline has finished and before the commit.
+
+    With ``--dry_run`` (Beam's TestOptions; DataflowRunner only) the job is built, its size is
+    printed and nothing is written: ``build`` stages what it must (e.g. the task plan) in a local
+    temporary folder that is removed afterwards, and the output is never touched.
     """
     output = output.rstrip("/")
+    options = pipeline_options(beam_args)
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    if dry_run:
+        return _dry_run(stage, output, options, build)
     existing = read_complete_index(output)
     if existing is not None and not force:
         print(f"[{stage}] {output} is complete ({existing.total_rows} rows); nothing to do "
@@ -357,21 +538,51 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     if removed:
         print(f"[{stage}] removed {removed} files of an earlier incomplete run", file=sys.stderr)
     staging = _join(output, STAGING_DIR, uuid.uuid4().hex[:12])
-    options = pipeline_options(beam_args)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    with beam.Pipeline(options=options) as p:
-        counts = build(p, staging)
-    if callable(counts):
-        # Counts that need the finished run (e.g. rows per split), read from the staged files.
+    pipeline = beam.Pipeline(options=options)
+    counts = build(pipeline, staging)
+    run = pipeline.run()
+    run.wait_until_finish()
+    tallies = pipeline_tallies(run)
+    if isinstance(counts, TallyCounts):
+        counts = counts(tallies)
+    elif callable(counts):
+        # Counts that need the finished run, read from what was staged.
         counts = counts()
-    index = commit(stage, record, output, staging, cfg, counts, max_error_rate, inputs_count)
+    index = commit(stage, record, output, staging, cfg, counts, max_error_rate, inputs_count,
+                   tallies)
     result = StageResult(index, output, False)
     print_summary(stage, result)
     return result
 
 
+def _dry_run(stage: str, output: str, options: PipelineOptions, build: Callable) -> StageResult:
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if runner not in ("DataflowRunner", "dataflow"):
+        raise ConfigError(f"--dry_run builds a Dataflow job without submitting it; it needs "
+                          f"--runner DataflowRunner (got {runner})")
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    staging = tempfile.mkdtemp(prefix=f"llark-{stage}-dry-run-")
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, staging)
+        run = pipeline.run()
+        proto = run.job.proto_pipeline
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    dry = DryRun(runner, len(proto.components.transforms), proto.ByteSize())
+    print(f"[{stage}] dry run ({runner}): {dry.transforms} transforms, pipeline proto "
+          f"{dry.proto_bytes} bytes; job not submitted, nothing written to {output}",
+          file=sys.stderr)
+    return StageResult(None, output, False, dry)
+
+
 def print_summary(stage: str, result: StageResult) -> None:
     idx = result.index
+    if idx is None:
+        return
     lines = [f"[{stage}] wrote {idx.total_rows} {idx.record} rows in {len(idx.shards)} "
              f"shard(s) to {result.output}"]
     for key, value in sorted(idx.counts.items()):
