@@ -126,11 +126,31 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
             continue
         flag = "--" + name.replace("_", "-")
         help_text = f.metadata.get("help", "")
+        default = _default_text(f)
+        if default is not None:
+            help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
         if _base_type(f.type) is bool:
             parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
                                 help=help_text)
         else:
             parser.add_argument(flag, dest=name, default=None, help=help_text)
+
+
+def _default_text(f: dataclasses.Field) -> str | None:
+    """A field's default as ``--help`` shows it (``%`` escaped for argparse); None if required."""
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return None
+    if isinstance(value, (tuple, list)):
+        text = ",".join(map(str, value)) or "none"
+    elif value == "":
+        text = "none"
+    else:
+        text = str(value)
+    return text.replace("%", "%%")
 
 
 def from_args(cls: type[T], ns: argparse.Namespace, yaml_path: str | None = None,

@@ -648,30 +648,80 @@ class StageArgs:
 def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: str
                      ) -> tuple[Any, StageArgs]:
     """Flags of ``cls`` (a config dataclass) + ``--config YAML``, ``--force``,
-    ``--max-error-rate``; every other flag passes through to Beam's ``PipelineOptions``."""
+    ``--max-error-rate``; the other flags go to Beam's ``PipelineOptions``.
+
+    A flag that neither llark nor any of Beam's option classes knows is an error naming the
+    nearest real flag (Beam itself would drop it with a warning).
+    """
     import argparse
 
     from llark.config import add_arguments, from_args
 
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      epilog="Other flags go to Beam (e.g. --runner DataflowRunner "
-                                            "--project P --region R --temp_location gs://...).")
+                                            "--project P --region R --temp_location gs://...; "
+                                            "--dry_run builds the Dataflow job and only prints "
+                                            "its size).")
     parser.add_argument("--config", help="YAML file with config keys (flags override it)")
     parser.add_argument("--force", action="store_true", help="redo even if the output is complete")
     parser.add_argument("--max-error-rate", type=float, default=0.5,
-                        help="fail the run when more than this fraction of inputs dead-letter")
+                        help="fail the run when more than this fraction of inputs dead-letter "
+                             "(default: %(default)s)")
     add_arguments(parser, cls)
     ns, beam_args = parser.parse_known_args(argv)
-    unknown_ours = [a for a in beam_args if a.startswith("--") and "_" not in a.split("=")[0][2:]
-                    and a.split("=")[0] not in _BEAM_DASHED_FLAGS]
-    if unknown_ours:
-        parser.error(f"unknown option(s) {unknown_ours} (Beam's own flags use underscores, "
-                     "e.g. --direct_num_workers)")
+    beam_args = _bare_dry_run(beam_args)
+    try:
+        unknown = unknown_beam_flags(beam_args)
+    except argparse.ArgumentError as exc:
+        parser.error(f"Beam option: {exc}")
+    if unknown:
+        ours = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+        hints = [f"{flag} (did you mean {nearest_flag(flag, ours + sorted(beam_flag_names()))}?)"
+                 for flag in unknown]
+        parser.error("unknown option(s), neither llark's nor Beam's: " + "; ".join(hints))
     cfg = from_args(cls, ns, ns.config)
     return cfg, StageArgs(ns.force, ns.max_error_rate, beam_args)
 
 
-# Beam flags without an underscore that must pass through untouched.
-_BEAM_DASHED_FLAGS = {"--runner", "--project", "--region", "--streaming", "--job_name",
-                      "--zone", "--network", "--subnetwork", "--labels", "--experiments",
-                      "--experiment", "--setup_file", "--requirements_file", "--dataflow_service_options"}
+def _bare_dry_run(args: list[str]) -> list[str]:
+    """``--dry_run`` alone means ``--dry_run=True`` (Beam's flag otherwise wants a value)."""
+    out = []
+    for i, a in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else "--"
+        out.append("--dry_run=True" if a == "--dry_run" and nxt.startswith("--") else a)
+    return out
+
+
+def _beam_parser() -> Any:
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False, exit_on_error=False)
+    seen: set[str] = set()
+    for cls in PipelineOptions.__subclasses__():      # as PipelineOptions.get_all_options does
+        if str(cls) not in seen:
+            seen.add(str(cls))
+            cls._add_argparse_args(parser)  # noqa: SLF001  (Beam's own registration hook)
+    return parser
+
+
+def beam_flag_names() -> set[str]:
+    """Every ``--flag`` some Beam options class defines."""
+    return {s for s in _beam_parser()._option_string_actions if s.startswith("--")}
+
+
+def unknown_beam_flags(beam_args: list[str]) -> list[str]:
+    """The ``--flags`` of ``beam_args`` that no Beam options class knows."""
+    _known, rest = _beam_parser().parse_known_args(beam_args)
+    return [a.split("=", 1)[0] for a in rest if a.startswith("--")]
+
+
+def nearest_flag(flag: str, candidates: list[str]) -> str:
+    """The candidate closest to ``flag``, comparing with ``-`` and ``_`` alike."""
+    import difflib
+
+    def norm(s: str) -> str:
+        return s.lstrip("-").replace("-", "_")
+
+    by_norm = {norm(c): c for c in reversed(candidates)}
+    best = difflib.get_close_matches(norm(flag), list(by_norm), n=1, cutoff=0.0)
+    return by_norm[best[0]] if best else candidates[0]
