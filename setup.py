@@ -35,7 +35,11 @@ EXTRAS = {
         "peft>=0.17,<1",          # trainable=lora (optional at run time; tested when installed)
     ],
     "jukebox": ["jukebox-infer==0.1.2"],
-    "test": ["pytest>=8", "duckdb>=1.0", "datasets>=3", "psutil>=5"],
+    # gs:// and s3:// in Beam (FileSystems); the trainer reads them through pyarrow.fs
+    "cloud": ["apache-beam[gcp,aws]==2.77.0"],
+    "test": ["pytest>=8", "duckdb>=1.0", "datasets>=3", "psutil>=5",
+             # object-store emulators on 127.0.0.1 (tests/object_stores.py)
+             "gcp-storage-emulator==2026.7.19", "moto[server]==5.2.5"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The object-store emulator fixtures (gcs, s3, object_store; servers start only when asked for).
+pytest_plugins = ["tests.object_stores"]
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_AUDIO = REPO.parent / "shared" / "data" / "real-audio"
 
