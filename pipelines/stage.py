@@ -200,6 +200,13 @@ def _message(exc_repr: str, exc_type: type) -> str:
     return exc_repr
 
 
+def unexpected_error_message(exc_repr: str, tb_lines: list[str]) -> str:
+    """The message of a dead letter for an unexpected error (a bug, not a ``LlarkError``): the
+    error and where it happened (the traceback's last frame), so that users can report it."""
+    where = "".join(tb_lines[-2:]).strip().replace("\n", " | ")
+    return f"{exc_repr} (unexpected; at {where})"
+
+
 class ToDeadLetterFn(beam.DoFn):
     """Turns ``with_exception_handling``'s ``(element, (type, repr, traceback))`` into JSON."""
 
@@ -209,9 +216,7 @@ class ToDeadLetterFn(beam.DoFn):
     def process(self, bad: tuple) -> Iterable[str]:
         element, (exc_type, exc_repr, tb_lines) = bad
         if not issubclass(exc_type, LlarkError):
-            # An unexpected error is a bug: keep where it happened so users can report it.
-            where = "".join(tb_lines[-2:]).strip().replace("\n", " | ")
-            exc_repr = f"{exc_repr} (unexpected; at {where})"
+            exc_repr = unexpected_error_message(exc_repr, tb_lines)
         message = _message(exc_repr, exc_type)
         for record_id, uri in element_records(element):
             tally(DEAD_PREFIX + exc_type.__name__)
