@@ -5,6 +5,7 @@ once per clip window with the window's samples. The window is measured first: a 
 near-silent window (RMS below :attr:`AnnotatorConfig.silence_dbfs`) is annotated as silent
 without running any model. Otherwise the chosen backend runs (``madmom``, ``essentia``) or
 both run and :func:`annotate.consensus.combine` merges them (``consensus``, the default).
+The result's chords are then spelled in its key (:func:`annotate.labels.spell_analysis`).
 Backends that throw on a window raise :class:`llark.errors.AnalysisError` naming the backend.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from annotate.consensus import ConsensusConfig, combine, from_single, silent_analysis
 from annotate.essentia_backend import EssentiaAnnotator, EssentiaConfig
+from annotate.labels import spell_analysis
 from annotate.madmom_backend import SAMPLE_RATE_HZ as ANALYSIS_RATE_HZ
 from annotate.madmom_backend import MadmomAnnotator, MadmomConfig
 from annotate.types import BACKENDS, BackendAnalysis, ClipAnalysis
@@ -95,10 +97,10 @@ class ClipAnnotator:
         m = _run(self.madmom, audio, sr) if self.madmom is not None else None
         e = _run(self.essentia, audio, sr) if self.essentia is not None else None
         if m is not None and e is not None:
-            return combine(m, e, level, self.config.consensus)
+            return spell_analysis(combine(m, e, level, self.config.consensus))
         single = m if m is not None else e
         assert single is not None  # one backend always runs (checked by build_annotator)
-        return from_single(single, level)
+        return spell_analysis(from_single(single, level))
 
 
 def build_annotator(config: AnnotatorConfig | str | None = None) -> ClipAnnotator:

@@ -6,11 +6,13 @@ evidence it has), chords and a confidence per field. The consensus (or a single 
 on its own) turns those into one :class:`ClipAnalysis`, the result the Beam glue converts
 into ``pipelines.schema.Annotation``. Times are seconds from the start of the window.
 
-Conventions: keys read ``"F# minor"`` (sharps only), chords are Harte labels restricted to
-major/minor triads (``"A:min"``, ``"C:maj"``) plus ``"N"`` (no chord); ``beat_number`` is the
-1-based position in the bar and ``0`` where a backend does not know the bar (essentia).
-Key probability vectors use :data:`annotate.labels.KEYS` order (C major .. B major, C minor ..
-B minor).
+Conventions (:mod:`llark.music`, the project's music vocabulary): keys read ``"F# minor"``,
+``"Bb major"`` (musicians' spelling), chords are Harte labels restricted to major/minor triads
+(``"A:min"``, ``"Bb:maj"``) plus ``"N"`` (no chord); ``beat_number`` is the 1-based position in
+the bar and ``0`` where a backend does not know the bar (essentia). Key probability vectors use
+:data:`llark.music.KEYS` order (C major .. B major, C minor .. B minor). Beats and chord
+segments are :class:`llark.music.Beat` and :class:`llark.music.ChordSegment`; ``BeatTime`` and
+``Chord`` are the names the backends and the consensus know them by.
 """
 
 from __future__ import annotations
@@ -19,24 +21,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from llark.music import Beat, ChordSegment
+
 BACKENDS = ("consensus", "madmom", "essentia")
 
-
-@dataclass(frozen=True)
-class BeatTime:
-    """A beat at ``time_s``; ``beat_number`` is its 1-based position in the bar (0 = unknown)."""
-
-    time_s: float
-    beat_number: int
-
-
-@dataclass(frozen=True)
-class Chord:
-    """A chord (Harte label, ``"N"`` for none) over ``[start_s, end_s)``."""
-
-    start_s: float
-    end_s: float
-    label: str
+BeatTime = Beat
+Chord = ChordSegment
 
 
 @dataclass(frozen=True)
@@ -57,7 +47,7 @@ class KeyEstimate:
     """A key label (``"F# minor"``, ``""`` = none) with a confidence in [0, 1].
 
     ``probabilities`` is empty or holds 24 non-negative values in
-    :data:`annotate.labels.KEYS` order that sum to 1 (madmom's CNN softmax). ``strength`` is
+    :data:`llark.music.KEYS` order that sum to 1 (madmom's CNN softmax). ``strength`` is
     essentia's profile correlation of the chosen key (0 when the backend has none).
     """
 
@@ -78,7 +68,10 @@ class BackendAnalysis:
     ``chroma`` is the window's mean 12-bin chroma (C..B, max-normalised) when the backend
     computes one (essentia's HPCP), for the key fusion. ``chord_frames`` are the backend's
     frame-wise chord labels at ``chord_fps`` when it has them (essentia), so the consensus can
-    measure agreement with another backend's segments.
+    measure agreement with another backend's segments. ``key_profiles`` holds
+    ``(profile, key label, strength)`` for each of essentia's key profiles the backend ran
+    (:attr:`annotate.essentia_backend.EssentiaConfig.fusion_key_profiles`), evidence for the
+    fitted key fusion.
     """
 
     backend: str
@@ -94,6 +87,7 @@ class BackendAnalysis:
     chroma: tuple[float, ...] = ()
     chord_frames: tuple[str, ...] = ()
     chord_fps: float = 0.0
+    key_profiles: tuple[tuple[str, str, float], ...] = ()
 
     @property
     def downbeats_s(self) -> tuple[float, ...]:
@@ -118,6 +112,7 @@ class BackendAnalysis:
             "chroma": [round(c, 4) for c in self.chroma],
             "chord_frames": list(self.chord_frames),
             "chord_fps": self.chord_fps,
+            "key_profiles": [[p, k, round(s, 4)] for p, k, s in self.key_profiles],
         }
 
     @classmethod
@@ -138,6 +133,8 @@ class BackendAnalysis:
             chroma=tuple(float(c) for c in d.get("chroma", ())),
             chord_frames=tuple(d.get("chord_frames", ())),
             chord_fps=float(d.get("chord_fps", 0.0)),
+            key_profiles=tuple((str(p), str(k), float(s))
+                               for p, k, s in d.get("key_profiles", ())),
         )
 
 

@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
 
 from annotate.consensus import ConsensusConfig, combine, from_single  # noqa: E402
 from annotate.essentia_backend import KEY_PROFILES, EssentiaAnnotator, EssentiaConfig  # noqa: E402
-from annotate.labels import normalize_key  # noqa: E402
+from llark.music import spell_key  # noqa: E402
 from annotate.madmom_backend import MadmomAnnotator, MadmomConfig  # noqa: E402
 from annotate.types import BackendAnalysis, ClipAnalysis, TempoEstimate  # noqa: E402
 
@@ -131,7 +131,7 @@ def score(est: ClipAnalysis, truth: Truth) -> dict[str, float]:
     out: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out["key"] = (float(mir_eval.key.weighted_score(truth.key, normalize_key(est.key)))
+        out["key"] = (float(mir_eval.key.weighted_score(truth.key, spell_key(est.key)))
                       if est.key else 0.0)
         out["tempo_acc1"], out["tempo_acc2"] = tempo_scores(est.tempo_bpm, truth.tempo_bpm)
         ref_b = np.array([b[0] for b in truth.beats])
@@ -222,7 +222,7 @@ class Runner:
             except RuntimeError:   # e.g. 'weichai' refuses minor scales
                 out["key_profiles"][prof] = ["", 0.0]
                 continue
-            out["key_profiles"][prof] = [normalize_key(f"{k} {s}"), float(strength)]
+            out["key_profiles"][prof] = [spell_key(f"{k} {s}"), float(strength)]
         variants = {"degara": EssentiaConfig(rhythm_method="degara"),
                     "chords_beats": EssentiaConfig(chord_method="beats"),
                     "chords_win2": EssentiaConfig(chord_window_s=2.0),
