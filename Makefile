@@ -38,6 +38,10 @@ system-deps:
 	@need=""; \
 	command -v ffmpeg >/dev/null 2>&1 || need="$$need ffmpeg"; \
 	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	command -v fluidsynth >/dev/null 2>&1 || need="$$need fluidsynth"; \
+	command -v espeak-ng >/dev/null 2>&1 || need="$$need espeak-ng"; \
+	test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || need="$$need fluid-soundfont-gm"; \
+	test -f /usr/share/sounds/sf2/TimGM6mb.sf2 || need="$$need timgm6mb-soundfont"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$need"; \

@@ -25,6 +25,8 @@ EXTRAS = {
         "onnxruntime>=1.20",
         "essentia==2.1b6.dev1389",
         "mir_eval>=0.8",
+        "music21==10.5.1",        # the development set's scores (benchmarks/devset.py)
+        "mido>=1.3",              # humanised MIDI for FluidSynth (llark/demo/score.py)
     ],
     "llm": ["openai>=3,<4"],
     "train": [

@@ -8,7 +8,9 @@ once) and called per clip window. The window is resampled once to 44.1 kHz float
   ``multifeature`` gives a confidence, ``degara`` is cheaper but always reports 0). essentia
   has no bar model here: beats carry ``beat_number=0`` and the meter is 0 (unknown).
 * key: ``KeyExtractor`` with the profile chosen by measurement (docs/annotate.md); its
-  ``strength`` (the profile correlation) is kept.
+  ``strength`` (the profile correlation) is kept. ``Key`` with each of
+  :data:`FUSION_KEY_PROFILES` also runs on the window's mean HPCP (cheap: no new spectra);
+  those answers are evidence for the fitted key fusion (:mod:`annotate.fusion`).
 * chords: one HPCP pass (frame 4096, hop 2048) feeds ``ChordsDetection`` (sliding window) or
   ``ChordsDetectionBeats`` (one chord per beat interval, reusing the beats above); frames
   quieter than the silence floor are ``N``. The mean HPCP (C..B) is kept for the key fusion.
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotate.labels import harte, normalize_key
+from annotate.labels import essentia_key, harte
 from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
 from llark.audio import resample
 from llark.config import doc
@@ -36,6 +38,9 @@ KEY_PROFILES = ("diatonic", "krumhansl", "temperley", "weichai", "tonictriad", "
                 "thpcp", "shaath", "gomez", "noland", "faraldo", "pentatonic", "edmm", "edma",
                 "bgate", "braw")
 
+#: Profiles the fitted key fusion reads (annotate/fusion.py; issue 13 asks for these five).
+FUSION_KEY_PROFILES = ("edma", "bgate", "temperley", "krumhansl", "shaath")
+
 
 @dataclass(frozen=True)
 class EssentiaConfig:
@@ -49,6 +54,9 @@ class EssentiaConfig:
                             "(ChordsDetectionBeats on the detected beats)", default="frames")
     chord_window_s: float = doc("ChordsDetection window length in seconds", default=2.0)
     frame_silence_dbfs: float = doc("HPCP frames quieter than this are labelled N", default=-60.0)
+    fusion_key_profiles: tuple[str, ...] = doc(
+        "key profiles also run (``Key`` on the window's mean HPCP) as evidence for the "
+        "fitted key fusion", default=FUSION_KEY_PROFILES)
 
     def __post_init__(self) -> None:
         if self.rhythm_method not in ("multifeature", "degara"):
@@ -56,6 +64,9 @@ class EssentiaConfig:
                               f"{self.rhythm_method!r}")
         if self.key_profile not in KEY_PROFILES:
             raise ConfigError(f"key_profile {self.key_profile!r} is not one of {KEY_PROFILES}")
+        bad = [p for p in self.fusion_key_profiles if p not in KEY_PROFILES]
+        if bad:
+            raise ConfigError(f"fusion_key_profiles {bad} are not among {KEY_PROFILES}")
         if self.chord_method not in ("frames", "beats"):
             raise ConfigError(f"chord_method must be 'frames' or 'beats', got "
                               f"{self.chord_method!r}")
@@ -105,6 +116,8 @@ class EssentiaAnnotator:
         self._chords = es.ChordsDetection(hopSize=HPCP_HOP, sampleRate=SAMPLE_RATE_HZ,
                                           windowSize=cfg.chord_window_s)
         self._chords_beats = es.ChordsDetectionBeats(hopSize=HPCP_HOP, sampleRate=SAMPLE_RATE_HZ)
+        self._profile_keys = {p: es.Key(profileType=p, pcpSize=12)
+                              for p in cfg.fusion_key_profiles}
 
     def hpcp(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """HPCP frames ``(n, 12)`` in essentia's A-based order and frame RMS in dBFS ``(n,)``."""
@@ -153,14 +166,20 @@ class EssentiaAnnotator:
 
         # ---- key
         key_name, scale, strength = self._key(x)
-        key = KeyEstimate(normalize_key(f"{key_name} {scale}"), float(np.clip(strength, 0, 1)),
+        key = KeyEstimate(essentia_key(key_name, scale), float(np.clip(strength, 0, 1)),
                           (), float(strength))
 
         # ---- chords and chroma from one HPCP pass
         pcp, levels = self.hpcp(x)
         loud = levels > cfg.frame_silence_dbfs
+        key_profiles: list[tuple[str, str, float]] = []
         if pcp.shape[0] and loud.any():
             mean = pcp[loud].mean(axis=0)                           # (12,) A-based
+            for prof, algo in self._profile_keys.items():
+                if float(mean.max()) <= 0:
+                    break
+                k, sc, st, _ = algo(np.ascontiguousarray(mean, dtype=np.float32))
+                key_profiles.append((prof, essentia_key(k, sc), float(st)))
             mean = np.roll(mean, -3)                                # (12,) C-based
             chroma = tuple(float(v) for v in mean / max(float(mean.max()), 1e-9))
         else:
@@ -195,4 +214,4 @@ class EssentiaAnnotator:
             backend=self.name, duration_s=duration, tempo=tempo, beats=beats, meter=0,
             meter_confidence=0.0, key=key, chords=chords, chords_confidence=chords_conf,
             beats_confidence=tempo.confidence, chroma=chroma, chord_frames=tuple(frame_labels),
-            chord_fps=SAMPLE_RATE_HZ / HPCP_HOP)
+            chord_fps=SAMPLE_RATE_HZ / HPCP_HOP, key_profiles=tuple(key_profiles))

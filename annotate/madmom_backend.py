@@ -202,7 +202,7 @@ class MadmomAnnotator:
         tempi = np.atleast_2d(tempi)
         if tempi.size == 0 or not np.isfinite(tempi[0, 0]):
             return TempoEstimate(0.0, 0.0, ())
-        cands = tuple((float(b), float(s)) for b, s in tempi[:5])
+        cands = tuple((float(b), float(s)) for b, s in tempi[:10])
         return TempoEstimate(cands[0][0], float(np.clip(cands[0][1], 0.0, 1.0)), cands)
 
     def key(self, signal: object) -> KeyEstimate:

@@ -1,0 +1,363 @@
+"""The real-music development set: build it, run every backend once per clip, cache the answers.
+
+    python -m benchmarks.devset [--cache .cache/devset] [--bach 40] [--essen 35] [--ryans 35]
+        [--renders 2] [--seconds 24] [--real DIR] [--limit N]
+
+Clips (nothing is committed; everything is made at run time):
+
+* **scores**: Bach chorales, Essen folk songs and tunes of Ryan's Mammoth Collection from the
+  corpus inside the ``music21`` package (no other part of it: the rest is held out for
+  acceptance), rendered by :mod:`llark.demo.score` ``--renders`` times each, every time with
+  another tempo, soundfont and ensemble. Labels from the score (key, meter, beats, downbeats,
+  chords for the polyphonic chorales).
+* **real**: the recordings in ``../shared/data/real-audio`` (read from there, never copied),
+  a window from the start and one from 30 s where the file is long enough. Only the waltz has
+  a label (3/4); the rest count for agreement and for the confidence of music.
+* **non-music**: speech (``espeak-ng``, four languages), white, pink and brown noise, a
+  logarithmic sine sweep, speech over noise. No key, tempo, meter or chords.
+
+Each clip runs through madmom and essentia once (plus the alternative backends scored by
+``benchmarks/annotate_accuracy.py --sweep``); the raw answers and the labels go to
+``{cache}/clips.jsonl``, one line per clip, appended as they finish, so an interrupted build
+resumes and fitting (:mod:`benchmarks.fit_fusion`) never re-runs a model. The audio itself is
+not kept. ``.cache/`` is git-ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DEFAULT_CACHE = REPO / ".cache" / "devset"
+REAL_AUDIO = REPO.parent / "shared" / "data" / "real-audio"
+#: The one labelled fact about the real recordings (the README of that folder).
+REAL_METERS = {"147793__setuniman__sweet-waltz-0i-22mi": 3}
+#: Bumped when the clips or the backends' raw answers change (the cache is then rebuilt).
+DEVSET_VERSION = "1"
+KINDS = ("bach", "essen", "ryans", "real", "nonmusic")
+TEMPO_RANGES = {"bach": (56.0, 96.0), "essen": (72.0, 140.0), "ryans": (84.0, 160.0)}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Labels of a clip; an empty / zero field is unknown and not scored."""
+
+    key: str = ""
+    tempo_bpm: float = 0.0
+    meter: int = 0
+    beats: tuple[tuple[float, int], ...] = ()
+    chords: tuple[tuple[float, float, str], ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Truth":
+        return cls(key=d["key"], tempo_bpm=float(d["tempo_bpm"]), meter=int(d["meter"]),
+                   beats=tuple((float(t), int(n)) for t, n in d["beats"]),
+                   chords=tuple((float(s), float(e), str(lab)) for s, e, lab in d["chords"]))
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip to analyse: its audio and what we know about it."""
+
+    id: str
+    piece: str            # clips of one piece stay in one cross-validation fold
+    kind: str             # one of KINDS
+    audio: np.ndarray     # (n,) float32 mono
+    sr: int
+    truth: Truth
+    info: dict[str, Any] = field(default_factory=dict)   # soundfont, programs, ...
+
+
+@dataclass(frozen=True)
+class DevClip:
+    """A cached clip: labels plus every backend's raw answer (no audio)."""
+
+    id: str
+    piece: str
+    kind: str
+    truth: Truth
+    raw: dict[str, Any]        # "madmom", "essentia" (BackendAnalysis dicts), "extra"
+    info: dict[str, Any]
+
+    @property
+    def is_music(self) -> bool:
+        return self.kind != "nonmusic"
+
+
+# --------------------------------------------------------------------------- clips
+
+def _abc_numbers(path: Path) -> list[int]:
+    return [int(m) for m in re.findall(r"^X:\s*(\d+)", path.read_text(errors="replace"), re.M)]
+
+
+def _candidates(source: str, rng: np.random.Generator) -> Iterator[tuple[Path, int | None]]:
+    from llark.demo.score import corpus_paths
+
+    paths = corpus_paths(source)
+    if source == "essen":
+        pairs = [(p, n) for p in paths for n in _abc_numbers(p)]
+        for i in rng.permutation(len(pairs)):
+            yield pairs[int(i)]
+    else:
+        for i in rng.permutation(len(paths)):
+            yield paths[int(i)], None
+
+
+def score_clips(source: str, n_pieces: int, renders: int, seconds: float, seed: int,
+                rejected: Counter[str]) -> Iterator[Clip]:
+    """``renders`` renderings of each of ``n_pieces`` accepted pieces of ``source``."""
+    from llark.demo.score import PROGRAMS, RenderSpec, ScoreRejected, load_piece, render, soundfonts
+
+    fonts = soundfonts()
+    if len(fonts) < 2:
+        raise SystemExit(f"need two GM soundfonts, found {fonts} (make system-deps)")
+    rng = np.random.default_rng([seed, KINDS.index(source)])
+    lo, hi = TEMPO_RANGES[source]
+    accepted = 0
+    for path, number in _candidates(source, rng):
+        if accepted >= n_pieces:
+            return
+        try:
+            facts = load_piece(source, path, number)
+        except ScoreRejected as exc:
+            rejected[f"{source}:{exc.reason}"] += 1
+            continue
+        first = float(rng.uniform(lo, hi))
+        tempi = [first]
+        for _ in range(renders - 1):
+            t = tempi[-1] * float(rng.uniform(1.2, 1.45))
+            tempi.append(t if t <= hi * 1.1 else tempi[0] / float(rng.uniform(1.2, 1.4)))
+        if facts.end_q * 60.0 / max(tempi) < 12.0:
+            rejected[f"{source}:short"] += 1
+            continue
+        accepted += 1
+        for r, tempo in enumerate(tempi):
+            ensembles = PROGRAMS[source]
+            programs = ensembles[int(rng.integers(len(ensembles)))]
+            spec = RenderSpec(tempo_bpm=round(tempo, 1), soundfont=fonts[r % len(fonts)],
+                              programs=programs, seed=int(rng.integers(1 << 30)),
+                              seconds=seconds)
+            out = render(facts, spec)
+            yield Clip(id=out.id, piece=facts.id, kind=source, audio=out.audio,
+                       sr=out.sample_rate_hz,
+                       truth=Truth(out.key, out.tempo_bpm, out.meter, out.beats, out.chords),
+                       info={"soundfont": Path(spec.soundfont).name, "programs": programs,
+                             "n_parts": facts.n_parts})
+
+
+def real_clips(folder: Path, seconds: float) -> Iterator[Clip]:
+    from llark.audio import load_audio
+
+    for path in sorted(folder.glob("*.ogg")):
+        audio, sr = load_audio(path)
+        starts = [0.0] + ([30.0] if audio.size / sr >= 30.0 + seconds else [])
+        for start in starts:
+            a = audio[int(start * sr):int((start + seconds) * sr)].astype(np.float32)
+            yield Clip(id=f"real:{path.stem}:{int(start)}", piece=f"real:{path.stem}",
+                       kind="real", audio=a, sr=sr,
+                       truth=Truth(meter=REAL_METERS.get(path.stem, 0)))
+
+
+SPEECH = {
+    "en": "The committee will meet again on Thursday morning to review the budget for the "
+          "coming year. Please bring the reports from every department, and remember that "
+          "the parking lot behind the library is closed for repairs until further notice.",
+    "de": "Der Zug nach Hamburg fährt heute von Gleis sieben ab. Wegen Bauarbeiten kann es "
+          "zu Verspätungen kommen. Wir bitten alle Reisenden um Verständnis und wünschen "
+          "Ihnen trotzdem eine angenehme Fahrt.",
+    "fr": "Les prévisions annoncent de la pluie pour tout le week-end sur la côte. Les "
+          "randonneurs sont invités à reporter leurs sorties en montagne et à consulter le "
+          "bulletin avant de partir.",
+    "es": "El museo abre sus puertas a las diez de la mañana y cierra a las ocho de la tarde. "
+          "Los martes la entrada es gratuita para estudiantes y jubilados con su documento.",
+}
+
+
+def _espeak(text: str, voice: str, sr: int, seconds: float) -> np.ndarray:
+    from llark.audio import load_audio
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise SystemExit("espeak-ng is missing (make system-deps)")
+    with tempfile.TemporaryDirectory(prefix="llark-speech-") as tmp:
+        wav = Path(tmp) / "speech.wav"
+        subprocess.run([exe, "-v", voice, "-s", "150", "-w", str(wav), text], check=True,
+                       capture_output=True, timeout=60)
+        audio, _ = load_audio(wav, sample_rate_hz=sr)
+    n = int(seconds * sr)
+    reps = int(np.ceil(n / max(audio.size, 1)))
+    return np.tile(audio, reps)[:n].astype(np.float32)
+
+
+def _colored_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise with power ∝ 1/f**exponent (0 white, 1 pink, 2 brown)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    f[0] = f[1]
+    x = np.fft.irfft(spec / f ** (exponent / 2.0), n)
+    return (x / np.max(np.abs(x)) * 0.5).astype(np.float32)
+
+
+def nonmusic_clips(seconds: float, seed: int, sr: int = 44100) -> Iterator[Clip]:
+    rng = np.random.default_rng([seed, 99])
+    n = int(seconds * sr)
+    made: list[tuple[str, np.ndarray]] = []
+    for lang, text in SPEECH.items():
+        made.append((f"speech-{lang}", _espeak(text, lang, sr, seconds)))
+    for name, exp in (("white", 0.0), ("pink", 1.0), ("brown", 2.0)):
+        made.append((f"noise-{name}", _colored_noise(n, exp, rng)))
+    t = np.arange(n) / sr
+    f0, f1 = 50.0, 8000.0
+    phase = 2 * np.pi * f0 * seconds / np.log(f1 / f0) * (np.exp(t / seconds * np.log(f1 / f0)) - 1)
+    made.append(("sine-sweep", (0.5 * np.sin(phase)).astype(np.float32)))
+    made.append(("speech-en+pink", (0.7 * made[0][1] + 0.3 * _colored_noise(n, 1.0, rng))
+                 .astype(np.float32)))
+    for name, audio in made:
+        yield Clip(id=f"nonmusic:{name}", piece=f"nonmusic:{name}", kind="nonmusic",
+                   audio=audio, sr=sr, truth=Truth())
+
+
+# --------------------------------------------------------------------------- backends
+
+class Backends:
+    """madmom + essentia (the production backends) and the alternatives scored by --sweep."""
+
+    def __init__(self) -> None:
+        import essentia.standard as es
+
+        from annotate.essentia_backend import EssentiaAnnotator, EssentiaConfig
+        from annotate.madmom_backend import MadmomAnnotator
+
+        self.madmom = MadmomAnnotator()
+        self.essentia = EssentiaAnnotator()
+        self.degara = EssentiaAnnotator(EssentiaConfig(rhythm_method="degara",
+                                                       fusion_key_profiles=()))
+        self.percival = es.PercivalBpmEstimator(sampleRate=44100)
+
+    def __call__(self, clip: Clip) -> dict[str, Any]:
+        from llark.audio import resample
+
+        x = resample(np.ascontiguousarray(clip.audio, dtype=np.float32), clip.sr, 44100)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        m = self.madmom(x, 44100)
+        e = self.essentia(x, 44100)
+        d = self.degara(x, 44100)
+        return {"madmom": m.to_dict(), "essentia": e.to_dict(),
+                "extra": {"degara_bpm": d.tempo.bpm,
+                          "degara_beats": [b.time_s for b in d.beats],
+                          "percival_bpm": float(self.percival(x))}}
+
+
+def backend_version() -> str:
+    from annotate.essentia_backend import EssentiaConfig
+    from annotate.madmom_backend import MadmomConfig
+
+    return hashlib.sha256(repr((DEVSET_VERSION, MadmomConfig(), EssentiaConfig()))
+                          .encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------- cache
+
+def load_devset(cache: Path = DEFAULT_CACHE) -> list[DevClip]:
+    """Every cached clip of the current :func:`backend_version` (raises when none)."""
+    path = cache / "clips.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: build it with python -m benchmarks.devset")
+    version = backend_version()
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        if d["version"] != version:
+            continue
+        out.append(DevClip(d["id"], d["piece"], d["kind"], Truth.from_dict(d["truth"]),
+                           d["raw"], d.get("info", {})))
+    if not out:
+        raise FileNotFoundError(f"{path} holds no clips of backend version {version}: rebuild")
+    return out
+
+
+def build(cache: Path, clips: Iterator[Clip], limit: int | None = None) -> int:
+    """Run the backends on every clip not yet cached; return how many were added."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / "clips.jsonl"
+    version = backend_version()
+    done = set()
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                if d["version"] == version:
+                    done.add(d["id"])
+    backends: Backends | None = None
+    added = 0
+    t0 = time.time()
+    with path.open("a") as fh:
+        for clip in clips:
+            if clip.id in done:
+                continue
+            if limit is not None and added >= limit:
+                break
+            backends = backends or Backends()
+            raw = backends(clip)
+            row = {"version": version, "id": clip.id, "piece": clip.piece, "kind": clip.kind,
+                   "truth": asdict(clip.truth), "raw": raw, "info": clip.info}
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            done.add(clip.id)
+            added += 1
+            print(f"[{added}] {clip.id} ({time.time() - t0:.0f}s)", file=sys.stderr)
+    return added
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--bach", type=int, default=40, help="chorales")
+    ap.add_argument("--essen", type=int, default=35, help="Essen folk songs")
+    ap.add_argument("--ryans", type=int, default=35, help="tunes of Ryan's Mammoth Collection")
+    ap.add_argument("--renders", type=int, default=2, help="renderings per piece")
+    ap.add_argument("--seconds", type=float, default=24.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real", type=Path, default=REAL_AUDIO)
+    ap.add_argument("--limit", type=int, default=None, help="add at most this many clips")
+    args = ap.parse_args(argv)
+
+    rejected: Counter[str] = Counter()
+
+    def clips() -> Iterator[Clip]:
+        yield from nonmusic_clips(args.seconds, args.seed)
+        if args.real.is_dir():
+            yield from real_clips(args.real, args.seconds)
+        else:
+            print(f"no real recordings at {args.real}: skipped", file=sys.stderr)
+        for source in ("bach", "essen", "ryans"):
+            yield from score_clips(source, getattr(args, source), args.renders, args.seconds,
+                                   args.seed, rejected)
+
+    added = build(args.cache, clips(), args.limit)
+    kinds = Counter(c.kind for c in load_devset(args.cache))
+    print(f"added {added} clips; cached: {dict(kinds)}; pieces refused: {dict(rejected)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
