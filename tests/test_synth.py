@@ -11,19 +11,17 @@ from llark.demo.synth import (
     INSTRUMENTS,
     MAJOR_SCALE,
     MINOR_SCALE,
-    PITCH_CLASSES,
     Part,
     SongSpec,
-    key_label,
-    parse_harte,
     random_song_spec,
     render_song,
     roman_to_harte,
 )
+from llark.music import KEYS, parse_chord, parse_key
 
 SR = 22050
-KEY_RE = re.compile(r"^(C|C#|D|D#|E|F|F#|G|G#|A|A#|B) (major|minor)$")
-HARTE_RE = re.compile(r"^(N|(C|C#|D|D#|E|F|F#|G|G#|A|A#|B):(maj|min))$")
+NOTE = r"(C|C#|Db|D|D#|Eb|E|E#|F|F#|Gb|G|G#|Ab|A|A#|Bb|B)"
+HARTE_RE = re.compile(rf"^(N|{NOTE}:(maj|min))$")
 
 
 def _spec(**overrides: object) -> SongSpec:
@@ -114,9 +112,14 @@ def test_chords_tile_the_song_and_change_on_bar_lines(songs: list) -> None:
 
 def test_key_label_and_truth_dict(songs: list) -> None:
     for song in songs:
-        assert KEY_RE.match(song.key_label)
+        assert song.key_label in KEYS        # musicians' spelling: "Bb major", not "A# major"
         truth = song.truth()
         assert truth["key"] == song.key_label
+        assert truth["key"].startswith(truth["tonic"] + " ")
+        key = parse_key(song.key_label)
+        # every chord root is written on a letter of the key's scale ("Bb:maj" in F major)
+        assert all(c.label == "N" or c.label.split(":")[0] in key.scale_names()
+                   for c in song.chords), (song.key_label, [c.label for c in song.chords])
         assert truth["meter"] in (3, 4)
         assert truth["beats"][0]["beat_number"] == 1
         assert {"time", "beat_number"} == set(truth["beats"][0])
@@ -125,7 +128,8 @@ def test_key_label_and_truth_dict(songs: list) -> None:
             assert inst["name"] in INSTRUMENTS
             assert inst["is_drum"] == (inst["gm_program"] is None)
             assert inst["gm_program"] is None or 0 <= inst["gm_program"] <= 127
-    assert key_label(6, "minor") == "F# minor"
+    assert _spec(tonic=6, mode="minor", progression=("F#:min",)).key_label == "F# minor"
+    assert _spec(tonic=10, mode="major", progression=("Bb:maj",)).key_label == "Bb major"
 
 
 def test_pitched_notes_fit_key_and_chords() -> None:
@@ -146,7 +150,7 @@ def test_pitched_notes_fit_key_and_chords() -> None:
     for n in pitched:
         if n.program == INSTRUMENTS["electric bass"].gm_program:
             seg = next(c for c in song.chords if c.start_s <= n.onset_s + 1e-6 < c.end_s)
-            root, _ = parse_harte(seg.label)
+            root = parse_chord(seg.label).root
             assert n.pitch % 12 in {root, (root + 7) % 12}
 
 
@@ -187,18 +191,18 @@ def test_random_specs_are_varied() -> None:
     assert random_song_spec(rng, 5.0, meter=3).beats_per_bar == 3
 
 
-def test_harte_helpers() -> None:
-    assert parse_harte("A:min") == (9, "min")
-    assert parse_harte("Bb:maj") == (10, "maj")
-    assert parse_harte("C") == (0, "maj")
+def test_roman_numerals_are_spelled_in_the_key() -> None:
     assert roman_to_harte(["I", "V", "vi", "IV"], 0, "major") == ("C:maj", "G:maj", "A:min", "F:maj")
     assert roman_to_harte(["i", "VI", "III", "VII"], 9, "minor") == (
         "A:min", "F:maj", "C:maj", "G:maj")
-    assert len(PITCH_CLASSES) == 12
-    with pytest.raises(ValueError):
-        parse_harte("G:7")
-    with pytest.raises(ValueError):
-        parse_harte("N")
+    assert roman_to_harte(["I", "IV", "V"], 10, "major") == ("Bb:maj", "Eb:maj", "F:maj")
+    assert roman_to_harte(["I", "iii", "vi"], 9, "major") == ("A:maj", "C#:min", "F#:min")
+    assert roman_to_harte(["i", "iv", "VI"], 5, "minor") == ("F:min", "Bb:min", "Db:maj")
+    # the synthesizer plays triads only; any spelling of one is fine
+    for bad in ("G:7", "N", "C:maj/3"):
+        with pytest.raises(ValueError):
+            _spec(progression=(bad,))
+    assert _spec(progression=("A#:maj", "Bb:min")).progression == ("A#:maj", "Bb:min")
 
 
 @pytest.mark.parametrize("bad", [

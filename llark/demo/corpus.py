@@ -824,8 +824,10 @@ def build_corpus(root: Path, seed: int = 0, scale: str = "small") -> dict[str, A
         "scale": scale,
         "conventions": {
             "times": "seconds from the start of the audio file",
-            "key": "'<tonic> <major|minor>', sharps only",
-            "chords": "Harte labels (maj/min triads, 'N' = silence before the first beat)",
+            "key": "'<tonic> <major|minor>' spelled as musicians write them (llark.music: "
+                   "'Bb major', 'F# minor')",
+            "chords": "Harte labels (maj/min triads, 'N' = silence before the first beat), "
+                      "roots spelled in the song's key ('Bb:maj' in F major)",
             "gm_program": "0-based General MIDI program; null for the drum kit",
             "musicnet_labels": "start_time/end_time in samples at 44.1 kHz, instrument = "
                                "gm_program + 1, note = MIDI pitch, start_beat = onset in beats "

@@ -13,8 +13,9 @@ second of CPU: notes are rendered once per (instrument, pitch, length) and reuse
 
 Conventions (the same as the rest of the project):
 
-* keys are ``"F# minor"`` / ``"C major"`` (sharps only);
-* chords are Harte labels restricted to triads: ``"A:min"``, ``"C:maj"``; ``"N"`` = no chord;
+* keys and chords come from :mod:`llark.music`: keys read ``"F# minor"`` / ``"Bb major"``
+  (musicians' spelling), chords are Harte labels restricted to triads, spelled in the song's
+  key: ``"A:min"``, ``"Bb:maj"`` (in F major); ``"N"`` = no chord;
 * General MIDI programs are **0-based** (0 = Acoustic Grand Piano, 40 = Violin), as in the MIDI
   wire format and ``pretty_midi``. MusicNet's label files use 1-based numbers: add one there.
   The drum kit has no program (``None``) and ``is_drum=True``; its note pitches are General
@@ -22,8 +23,7 @@ Conventions (the same as the rest of the project):
 * beats carry their position in the bar, ``beat_number`` 1..``beats_per_bar``.
 
 Public API: :class:`Part`, :class:`SongSpec`, :func:`render_song` -> :class:`SongAudio`,
-:func:`random_song_spec`, plus the helpers :func:`parse_harte`, :func:`harte_label`,
-:func:`key_label`, :func:`roman_to_harte` and the :data:`INSTRUMENTS` catalog.
+:func:`random_song_spec`, plus :func:`roman_to_harte` and the :data:`INSTRUMENTS` catalog.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import Any, Final, Literal, Mapping, Sequence
 
 import numpy as np
 
+from llark.music import Beat, ChordSegment, Key, Mode, chord_label, key_name, parse_chord
+
 __all__ = [
-    "PITCH_CLASSES",
     "MAJOR_SCALE",
     "MINOR_SCALE",
     "ROLES",
@@ -50,9 +51,6 @@ __all__ = [
     "NoteEvent",
     "InstrumentInfo",
     "SongAudio",
-    "parse_harte",
-    "harte_label",
-    "key_label",
     "roman_to_harte",
     "random_song_spec",
     "render_song",
@@ -62,17 +60,9 @@ __all__ = [
 # Music theory helpers
 # --------------------------------------------------------------------------------------------
 
-PITCH_CLASSES: Final[tuple[str, ...]] = (
-    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
-)
-_NOTE_TO_PC: Final[dict[str, int]] = {
-    **{name: pc for pc, name in enumerate(PITCH_CLASSES)},
-    "Db": 1, "Eb": 3, "Gb": 6, "Ab": 8, "Bb": 10, "Cb": 11, "Fb": 4, "E#": 5, "B#": 0,
-}
 MAJOR_SCALE: Final[tuple[int, ...]] = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE: Final[tuple[int, ...]] = (0, 2, 3, 5, 7, 8, 10)  # natural minor
 
-Mode = Literal["major", "minor"]
 Quality = Literal["maj", "min"]
 Role = Literal["drums", "bass", "chords", "arpeggio", "melody", "counter"]
 ROLES: Final[tuple[str, ...]] = ("drums", "bass", "chords", "arpeggio", "melody", "counter")
@@ -80,38 +70,14 @@ ROLES: Final[tuple[str, ...]] = ("drums", "bass", "chords", "arpeggio", "melody"
 _ROMAN: Final[dict[str, int]] = {"i": 0, "ii": 1, "iii": 2, "iv": 3, "v": 4, "vi": 5, "vii": 6}
 
 
-def key_label(tonic: int, mode: str) -> str:
-    """Return the project's key label, e.g. ``key_label(6, "minor") == "F# minor"``."""
-    if not 0 <= tonic <= 11:
-        raise ValueError(f"tonic pitch class must be 0..11, got {tonic}")
-    if mode not in ("major", "minor"):
-        raise ValueError(f"mode must be 'major' or 'minor', got {mode!r}")
-    return f"{PITCH_CLASSES[tonic]} {mode}"
-
-
-def harte_label(root: int, quality: str) -> str:
-    """Return a Harte chord label such as ``"A:min"`` for root pitch class and quality."""
-    if not 0 <= root <= 11:
-        raise ValueError(f"chord root pitch class must be 0..11, got {root}")
-    if quality not in ("maj", "min"):
-        raise ValueError(f"chord quality must be 'maj' or 'min', got {quality!r}")
-    return f"{PITCH_CLASSES[root]}:{quality}"
-
-
-def parse_harte(label: str) -> tuple[int, Quality]:
-    """Parse a major/minor triad Harte label (``"A:min"``, ``"Bb:maj"``, ``"C"``).
-
-    Returns ``(root_pitch_class, quality)``. Raises ``ValueError`` for anything else
-    (including ``"N"``: the synthesizer only plays triads).
-    """
-    root_name, sep, quality = label.partition(":")
-    if not sep:
-        quality = "maj"
-    if root_name not in _NOTE_TO_PC:
-        raise ValueError(f"unknown chord root {root_name!r} in Harte label {label!r}")
-    if quality not in ("maj", "min"):
+def _triad(label: str) -> tuple[int, Quality]:
+    """``(root pitch class, "maj"|"min")`` of a triad label in any spelling (``"A:min"``,
+    ``"Bb:maj"``, ``"C"``); raises ``ValueError`` (:class:`llark.music.MusicLabelError`) for
+    anything else, ``"N"`` included: the synthesizer only plays triads."""
+    chord = parse_chord(label)
+    if chord.root < 0 or chord.shorthand not in ("maj", "min") or chord.components or chord.bass:
         raise ValueError(f"only 'maj'/'min' triads are supported, got {label!r}")
-    return _NOTE_TO_PC[root_name], quality  # type: ignore[return-value]
+    return chord.root, chord.shorthand  # type: ignore[return-value]
 
 
 def roman_to_harte(numerals: Sequence[str], tonic: int, mode: str) -> tuple[str, ...]:
@@ -119,10 +85,11 @@ def roman_to_harte(numerals: Sequence[str], tonic: int, mode: str) -> tuple[str,
 
     Upper case = major triad, lower case = minor triad; the degree is taken from the key's
     scale (natural minor for minor keys), so ``"V"`` in a minor key is the harmonic-minor
-    dominant. Example: ``roman_to_harte(["i", "VI", "III", "VII"], 9, "minor")`` gives
-    ``("A:min", "F:maj", "C:maj", "G:maj")``.
+    dominant. Labels are spelled in the key. Example: ``roman_to_harte(["i", "VI", "III",
+    "VII"], 9, "minor")`` gives ``("A:min", "F:maj", "C:maj", "G:maj")``;
+    ``roman_to_harte(["I", "IV"], 5, "major")`` gives ``("F:maj", "Bb:maj")``.
     """
-    key_label(tonic, mode)  # validates
+    key = Key(tonic, mode)  # type: ignore[arg-type]  # validates
     scale = MAJOR_SCALE if mode == "major" else MINOR_SCALE
     labels = []
     for numeral in numerals:
@@ -130,13 +97,13 @@ def roman_to_harte(numerals: Sequence[str], tonic: int, mode: str) -> tuple[str,
         if degree is None:
             raise ValueError(f"unknown roman numeral {numeral!r}")
         quality: Quality = "maj" if numeral.isupper() else "min"
-        labels.append(harte_label((tonic + scale[degree]) % 12, quality))
+        labels.append(chord_label((tonic + scale[degree]) % 12, quality, key))
     return tuple(labels)
 
 
 def _chord_pcs(label: str) -> tuple[int, int, int]:
     """Pitch classes (root, third, fifth) of a triad label."""
-    root, quality = parse_harte(label)
+    root, quality = _triad(label)
     third = 4 if quality == "maj" else 3
     return root, (root + third) % 12, (root + 7) % 12
 
@@ -385,7 +352,7 @@ class SongSpec:
     style: str = "pop"
 
     def __post_init__(self) -> None:
-        key_label(self.tonic, self.mode)
+        Key(self.tonic, self.mode)      # validates
         if not 30.0 <= self.tempo_bpm <= 300.0:
             raise ValueError(f"tempo_bpm must be within 30..300, got {self.tempo_bpm}")
         if self.beats_per_bar not in (3, 4):
@@ -398,7 +365,7 @@ class SongSpec:
         if not self.progression:
             raise ValueError("progression must hold at least one chord")
         for label in self.progression:
-            parse_harte(label)
+            _triad(label)
         if not self.parts:
             raise ValueError("parts must hold at least one Part")
         if not 0.0 < self.duration_s <= 900.0:
@@ -409,8 +376,8 @@ class SongSpec:
 
     @property
     def key_label(self) -> str:
-        """The key as ``"F# minor"``."""
-        return key_label(self.tonic, self.mode)
+        """The key as ``"F# minor"``, ``"Bb major"``."""
+        return key_name(self.tonic, self.mode)
 
     @property
     def seconds_per_beat(self) -> float:
@@ -420,23 +387,6 @@ class SongSpec:
     def instrument_names(self) -> tuple[str, ...]:
         """Distinct instrument names in arrangement order."""
         return tuple(dict.fromkeys(p.instrument for p in self.parts))
-
-
-@dataclass(frozen=True)
-class Beat:
-    """A beat at ``time_s`` with its 1-based position in the bar."""
-
-    time_s: float
-    beat_number: int
-
-
-@dataclass(frozen=True)
-class ChordSegment:
-    """A chord (Harte label, ``"N"`` for none) sounding over [start_s, end_s)."""
-
-    start_s: float
-    end_s: float
-    label: str
 
 
 @dataclass(frozen=True)
@@ -512,7 +462,7 @@ class SongAudio:
         """The ground truth as a JSON-ready dict (times in seconds, rounded to 1 µs)."""
         out: dict[str, Any] = {
             "key": self.key_label,
-            "tonic": PITCH_CLASSES[self.spec.tonic],
+            "tonic": Key(self.spec.tonic, self.spec.mode).tonic_name,
             "mode": self.spec.mode,
             "tempo_bpm": _r(self.tempo_bpm),
             "meter": self.meter,
