@@ -6,7 +6,8 @@ shards writes :class:`TrainingRow`; every stage may write :class:`DeadLetter`. T
 (``model/``) reads shards through this module only. It imports pyarrow and numpy, never Beam.
 
 Conventions: field names carry their units (``start_s``, ``tempo_bpm``, ``sample_rate_hz``);
-chords are Harte labels (``A:min``, ``C:maj``, ``N``); keys read ``"F# minor"``; IDs are
+chords are Harte labels (``A:min``, ``Bb:maj``, ``N``) and keys read ``"F# minor"``,
+``"Bb major"``, spelled and parsed by :mod:`llark.music` (either spelling reads back); IDs are
 ``{dataset}:{source_id}`` for a track and ``{dataset}:{source_id}:{start_ms}-{end_ms}`` for a
 clip. Source IDs may contain ``-`` and ``:``-free text only; IDs are parsed from the right.
 """
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from llark.errors import ShardError
+from llark.music import Beat, ChordSegment   # the music vocabulary's types, stored as they are
 
 SCHEMA_VERSION = "1.0"
 INDEX_FILE = "_index.json"
@@ -78,27 +80,6 @@ class NoteEvent:
     def from_row(cls, r: dict) -> "NoteEvent":
         return cls(float(r["start_s"]), float(r["end_s"]), int(r["program"]), int(r["pitch_midi"]),
                    float(r["start_beat"]), float(r["end_beat"]), str(r["note_value"]))
-
-
-@dataclass(frozen=True)
-class Beat:
-    time_s: float
-    beat_number: int      # position in the bar, 1 = downbeat
-
-    @classmethod
-    def from_row(cls, r: dict) -> "Beat":
-        return cls(float(r["time_s"]), int(r["beat_number"]))
-
-
-@dataclass(frozen=True)
-class ChordSegment:
-    start_s: float
-    end_s: float
-    label: str            # Harte: "A:min", "C:maj", "N"
-
-    @classmethod
-    def from_row(cls, r: dict) -> "ChordSegment":
-        return cls(float(r["start_s"]), float(r["end_s"]), str(r["label"]))
 
 
 @dataclass(frozen=True)
