@@ -23,20 +23,6 @@ from annotate.types import BACKENDS
 from llark.errors import LlarkError
 
 
-def _source(path: str) -> str | bytes:
-    """Local paths as they are; other URIs (gs://, s3://...) as bytes through Beam's FileSystems."""
-    if "://" not in path:
-        return path
-    from apache_beam.io.filesystems import FileSystems
-
-    from llark.errors import AudioNotFoundError
-
-    if not FileSystems.exists(path):
-        raise AudioNotFoundError(f"audio file not found: {path}")
-    with FileSystems.open(path) as f:
-        return f.read()
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="llark analyze",
@@ -62,7 +48,9 @@ def analyze_file(path: str, annotator: object, start_s: float, end_s: float | No
     from annotate.madmom_backend import SAMPLE_RATE_HZ
     from llark.audio import load_audio
 
-    audio, sr = load_audio(_source(path), SAMPLE_RATE_HZ, start_s, end_s)
+    from pipelines.sources import open_audio
+
+    audio, sr = load_audio(open_audio(path), SAMPLE_RATE_HZ, start_s, end_s)
     result = annotator(audio, sr)  # type: ignore[operator]
     return result.to_json_dict(path)
 

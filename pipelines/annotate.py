@@ -6,28 +6,32 @@
 
 Pipeline::
 
-    clip rows ─► AnnotateClipFn ─► AnnotatedClip ─► Parquet (+ _index.json, _dead_letter/)
-                 (decode the clip's window once at 44.1 kHz, run the annotator built in
-                  setup(): madmom and/or essentia, consensus)
+    clip rows ─► group by audio file ─► AnnotateTrackFn ─► AnnotatedClip ─► Parquet
+                 (TrackClips: a track's   (open the file once; decode each clip's window at
+                  clips together)          44.1 kHz; run the annotator shared by the process)
 
-Each clip's window ``[start_s, end_s)`` is decoded once with :func:`llark.audio.load_audio`
-(local paths directly; other URIs are read as bytes through Beam's ``FileSystems``) at 44.1 kHz,
-the rate every model needs, and handed to the pure annotator
-(:func:`annotate.annotator.build_annotator`), which loads its models once per worker in
-``DoFn.setup``. Annotation times are seconds from the start of the window: exactly the audio
+A track's clips are gathered (:func:`pipelines.stage.group_by_track`) so its file is opened
+once (:func:`pipelines.sources.open_audio`: a local path directly; a remote one read once as
+bytes), and each clip's window ``[start_s, end_s)`` is decoded with
+:func:`llark.audio.load_audio` at 44.1 kHz, the rate every model needs, and handed to the pure
+annotator (:func:`annotate.annotator.build_annotator`). The annotator is loaded once per worker
+*process* and shared by its threads (``apache_beam.utils.shared.Shared``; a Dataflow worker
+process runs many harness threads, each with its own DoFn instance); calls into it are
+serialized by a lock, since essentia's algorithms keep state between calls. Annotation times are seconds from the start of the window: exactly the audio
 the model hears. Silent windows are written with ``is_silent=True``; undecodable, missing or
-truncated audio and analyses that fail become dead letters of that clip.
+truncated audio and analyses that fail become dead letters of that clip (an unexpected
+exception dead-letters each clip of its track). Counts come from the pipeline's counters.
 """
 
 from __future__ import annotations
 
 import sys
-from collections import Counter
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils.shared import Shared
 
 from annotate.annotator import AnnotatorConfig, ClipAnnotator, build_annotator
 from annotate.consensus import ConsensusConfig
@@ -35,7 +39,7 @@ from annotate.essentia_backend import KEY_PROFILES, EssentiaConfig
 from annotate.madmom_backend import MadmomConfig
 from annotate.madmom_backend import SAMPLE_RATE_HZ as ANALYSIS_RATE_HZ
 from annotate.types import BACKENDS, ClipAnalysis
-from llark.audio import load_audio
+from llark.audio import AudioSource, load_audio
 from llark.config import doc
 from llark.errors import ConfigError, LlarkError
 from pipelines.schema import (
@@ -46,11 +50,20 @@ from pipelines.schema import (
     ChordSegment,
     Clip,
 )
+from pipelines.sources import open_audio
 from pipelines.stage import (
+    DEAD_PREFIX,
+    DEAD_TAG,
+    Tallies,
+    TallyCounts,
+    TrackClips,
     count_input_rows,
+    dead_letter_json,
+    group_by_track,
     parse_stage_args,
     read_input_rows,
     run_stage,
+    tally,
     with_dead_letters,
     write_records,
 )
@@ -116,68 +129,89 @@ def to_annotation(clip_id: str, result: ClipAnalysis) -> Annotation:
         backends_json=result.backends_json())
 
 
-def read_source(uri: str) -> str | bytes:
-    """A local path as is (soundfile seeks in it); any other URI as bytes via FileSystems."""
-    if "://" not in uri or uri.startswith("file://"):
-        return uri[len("file://"):] if uri.startswith("file://") else uri
-    with FileSystems.open(uri) as f:
-        return f.read()
-
-
-def annotate_clip(clip: Clip, annotator: ClipAnnotator) -> AnnotatedClip:
-    """Decode the clip's window once (44.1 kHz mono) and annotate it."""
-    audio, sr = load_audio(read_source(clip.audio_uri), ANALYSIS_RATE_HZ, clip.start_s,
-                           clip.end_s)
+def annotate_clip(clip: Clip, source: AudioSource,
+                  annotator: "ClipAnnotator | SharedAnnotator") -> AnnotatedClip:
+    """Decode the clip's window of ``source`` (44.1 kHz mono) and annotate it."""
+    audio, sr = load_audio(source, ANALYSIS_RATE_HZ, clip.start_s, clip.end_s)
     result = annotator(audio, sr)
     return AnnotatedClip(clip, to_annotation(clip.id, result))
 
 
-class AnnotateClipFn(beam.DoFn):
-    """Clip row → :class:`AnnotatedClip`; the models load once per worker in ``setup``."""
+class SharedAnnotator:
+    """One process's annotator, shared by its threads; calls are serialized (essentia's
+    algorithms are stateful objects, not safe to run from two threads at once)."""
+
+    def __init__(self, annotator: ClipAnnotator) -> None:
+        self.annotator = annotator
+        self._lock = threading.Lock()
+
+    def __call__(self, audio: Any, sr: int) -> ClipAnalysis:
+        with self._lock:
+            return self.annotator(audio, sr)
+
+
+@dataclass(frozen=True)
+class LoadAnnotator:
+    """``Shared.acquire``'s constructor: builds the annotator (no closure, so it pickles)."""
+
+    cfg: AnnotatorConfig
+
+    def __call__(self) -> SharedAnnotator:
+        return SharedAnnotator(build_annotator(self.cfg))
+
+
+class AnnotateTrackFn(beam.DoFn):
+    """:class:`TrackClips` → one :class:`AnnotatedClip` per clip (the file opened once); a clip
+    whose audio or analysis fails → its dead letter. The models load once per process."""
 
     def __init__(self, cfg: AnnotatorConfig) -> None:
         self._cfg = cfg
-        self._annotator: ClipAnnotator | None = None
+        self._shared = Shared()
+        self._annotator: SharedAnnotator | None = None
 
     def setup(self) -> None:
-        self._annotator = build_annotator(self._cfg)
+        self._annotator = self._shared.acquire(LoadAnnotator(self._cfg), tag=repr(self._cfg))
 
-    def process(self, row: dict) -> Iterable[AnnotatedClip]:
+    def process(self, track: TrackClips) -> Iterable[Any]:
         assert self._annotator is not None, "setup() was not called"
-        yield annotate_clip(Clip.from_row(row), self._annotator)
+        clips = [Clip.from_row(row) for row in track.rows]
+        out: list[Any] = []
+        try:
+            source = open_audio(track.audio_uri)
+        except LlarkError as exc:
+            source, out = None, [beam.pvalue.TaggedOutput(
+                DEAD_TAG, dead_letter_json(STAGE, clip, exc)) for clip in clips]
+        annotated = []
+        for clip in clips if source is not None else ():
+            try:
+                annotated.append(annotate_clip(clip, source, self._annotator))
+            except LlarkError as exc:
+                out.append(beam.pvalue.TaggedOutput(DEAD_TAG, dead_letter_json(STAGE, clip, exc)))
+        # Count only once the whole track is done: an unexpected exception above dead-letters
+        # every clip of the track, and nothing of it may have been counted as annotated.
+        for item in annotated:
+            ann = item.annotation
+            tally("annotated")
+            tally("silent", int(ann.is_silent))
+            tally(f"meters/{ann.meter}")
+        yield from annotated
+        yield from out
 
 
 # --------------------------------------------------------------------------- pipeline
 
 @dataclass(frozen=True)
-class AnnotateCounts:
-    """Called after the pipeline: index counts read from what was staged."""
+class AnnotateCounts(TallyCounts):
+    """The index counts: inputs from the input indexes, the rest from the pipeline's counters."""
 
-    staging: str
     inputs: int
     backend: str
 
-    def __call__(self) -> dict[str, Any]:
-        import pyarrow.parquet as pq
-
-        written = silent = 0
-        meters: Counter[str] = Counter()
-        for match in FileSystems.match([self.staging.rstrip("/") + "/data/part*"])[0].metadata_list:
-            if not match.path.endswith(".parquet"):
-                continue
-            with FileSystems.open(match.path) as f:
-                table = pq.read_table(f, columns=["annotation"])
-            for ann in table.column("annotation").to_pylist():
-                written += 1
-                silent += bool(ann["is_silent"])
-                meters[str(ann["meter"])] += 1
-        dead = 0
-        for match in FileSystems.match([self.staging.rstrip("/") + "/dead/*"])[0].metadata_list:
-            with FileSystems.open(match.path) as f:
-                dead += sum(1 for line in f.read().decode().splitlines() if line.strip())
-        return {"inputs": self.inputs, "annotated": written, "silent": silent,
+    def __call__(self, tallies: Tallies) -> dict[str, Any]:
+        written, dead = tallies.get("annotated"), tallies.total(DEAD_PREFIX)
+        return {"inputs": self.inputs, "annotated": written, "silent": tallies.get("silent"),
                 "dead_letters": dead, "unaccounted": self.inputs - written - dead,
-                "backend": self.backend, "meters": dict(sorted(meters.items()))}
+                "backend": self.backend, "meters": tallies.group("meters/")}
 
 
 @dataclass(frozen=True)
@@ -188,10 +222,10 @@ class AnnotateBuild:
 
     def __call__(self, pipeline: beam.Pipeline, staging: str) -> AnnotateCounts:
         rows = read_input_rows(pipeline, self.cfg.input, "clip")
-        annotated = with_dead_letters(rows, "Annotate", AnnotateClipFn(self.cfg.annotator_config()),
-                                      STAGE, staging)
+        annotated = with_dead_letters(group_by_track(rows), "Annotate",
+                                      AnnotateTrackFn(self.cfg.annotator_config()), STAGE, staging)
         write_records(annotated, ANNOTATED_CLIP_SCHEMA, staging)
-        return AnnotateCounts(staging, count_input_rows(self.cfg.input), self.cfg.backend)
+        return AnnotateCounts(count_input_rows(self.cfg.input), self.cfg.backend)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
-"""The Beam stage ``llark annotate``: AnnotateClipFn under TestPipeline, and an end-to-end run
+"""The Beam stage ``llark annotate``: AnnotateTrackFn under TestPipeline, an end-to-end run
 on tmp folders that feeds a silent clip (written, ``is_silent``) and corrupt, missing and
-truncated clips (dead letters only), with index counts that add up."""
+truncated clips (dead letters only), with index counts that add up; a remote file is opened
+once per track; one annotator per process."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from annotate.annotator import AnnotatorConfig
 from llark.errors import ConfigError
 from llark.demo.synth import Part, SongSpec, render_song, roman_to_harte
 from pipelines import schema as s
-from pipelines.annotate import AnnotateClipFn, AnnotateConfig, read_source, run, to_annotation
+from pipelines.annotate import AnnotateConfig, AnnotateTrackFn, run, to_annotation
+from pipelines.sources import open_audio
+from pipelines.stage import DEAD_TAG, TrackClips
 from tests.setfactory import write_set
 
 FAST = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
@@ -66,23 +69,29 @@ def _summary(ac: s.AnnotatedClip) -> tuple:
     return (ac.id, a.is_silent, a.key, round(a.tempo_bpm / 10))
 
 
-def _failed_id(bad: tuple) -> tuple[str, str]:
-    row, (exc_type, _repr, _tb) = bad
-    return row["id"], exc_type.__name__
+def _dead_id(line: str) -> tuple[str, str]:
+    d = s.DeadLetter.from_json(line)
+    return d.id, d.error_type
+
+
+def _group(*cs: s.Clip) -> TrackClips:
+    return TrackClips(cs[0].audio_uri, tuple(c.to_row() for c in cs))
 
 
 def test_annotate_fn_under_test_pipeline(audio_dir: Path) -> None:
     c = clips(audio_dir)
-    rows = [c[k].to_row() for k in ("song_a", "silent", "corrupt")]
+    groups = [_group(c["song_a"], c["truncated"]), _group(c["silent"]), _group(c["corrupt"])]
     with TestPipeline() as p:
-        annotated, failed = (p | beam.Create(rows)
-                             | beam.ParDo(AnnotateClipFn(AnnotatorConfig()))
-                             .with_exception_handling())
-        good = annotated | "Summ" >> beam.Map(_summary)
-        bad = failed | "Fail" >> beam.Map(_failed_id)
+        out = (p | beam.Create(groups)
+               | beam.ParDo(AnnotateTrackFn(AnnotatorConfig())).with_outputs(DEAD_TAG,
+                                                                             main="main"))
+        good = out["main"] | "Summ" >> beam.Map(_summary)
+        bad = out[DEAD_TAG] | "Dead" >> beam.Map(_dead_id)
         assert_that(good, equal_to([(c["song_a"].id, False, "G major", 10),
                                     (c["silent"].id, True, "", 0)]), label="annotated")
-        assert_that(bad, equal_to([(c["corrupt"].id, "UndecodableAudioError")]), label="failed")
+        # one dead letter per failing clip; the track's other clip is still annotated
+        assert_that(bad, equal_to([(c["corrupt"].id, "UndecodableAudioError"),
+                                   (c["truncated"].id, "TruncatedAudioError")]), label="dead")
 
 
 def test_end_to_end_run_dead_letters_and_counts(tmp_path: Path, audio_dir: Path, capsys) -> None:
@@ -174,11 +183,11 @@ def test_remote_uris_are_read_as_bytes_through_beam_filesystems(audio_dir: Path,
     from pipelines.annotate import annotate_clip
 
     uri = "llarktest://" + str(audio_dir / "song.wav")
-    data = read_source(uri)
+    data = open_audio(uri)
     assert isinstance(data, bytes) and data == (audio_dir / "song.wav").read_bytes()
     c = clip(audio_dir, "song.wav", 4.0, 12.0)
     remote = s.Clip(**{**c.__dict__, "audio_uri": uri})
-    ac = annotate_clip(remote, build_annotator("essentia"))
+    ac = annotate_clip(remote, data, build_annotator("essentia"))
     assert ac.clip.audio_uri == uri and ac.annotation.backend == "essentia"
     assert ac.annotation.chords[-1].end_s == pytest.approx(8.0, abs=0.06)
     assert analyze([uri, "llarktest:///no/such.wav", "--backend", "essentia", "--end", "4"]) == 1
@@ -195,5 +204,56 @@ def test_to_annotation_and_read_source(tmp_path: Path) -> None:
     assert s.Annotation.from_row(a.to_row()) == a
     f = tmp_path / "a.wav"
     f.write_bytes(b"x")
-    assert read_source(str(f)) == str(f)
-    assert read_source("file://" + str(f)) == str(f)
+    assert open_audio(str(f)) == str(f)
+    assert open_audio("file://" + str(f)) == str(f)
+
+
+class _CountingFileSystem(_PrefixFileSystem):
+    """The prefix filesystem under another scheme, counting the files it opens."""
+
+    opened: list[str] = []
+
+    @classmethod
+    def scheme(cls) -> str:
+        return "llarkcount"
+
+    @staticmethod
+    def _local(path: str) -> str:
+        return path[len("llarkcount://"):]
+
+    def open(self, path, mime_type="application/octet-stream",
+             compression_type=CompressionTypes.AUTO):
+        type(self).opened.append(path)
+        return LocalFileSystem.open(self, self._local(path), mime_type, compression_type)
+
+
+def test_remote_audio_is_read_once_per_track(tmp_path: Path, audio_dir: Path) -> None:
+    """Four clips of one remote track and one of another: two reads, four + one annotations."""
+    def remote(name: str, start: float, end: float) -> s.Clip:
+        c = clip(audio_dir, name, start, end)
+        return s.Clip(**{**c.__dict__, "audio_uri": "llarkcount://" + str(audio_dir / name)})
+
+    song = [remote("song.wav", a, a + 4.0) for a in (0.0, 4.0, 8.0, 12.0)]
+    write_set(tmp_path / "clips", song + [remote("silence.wav", 0.0, 8.0)], "clip", "ingest")
+    _CountingFileSystem.opened.clear()
+    out = tmp_path / "annotations"
+    assert run(["--input", str(tmp_path / "clips"), "--output", str(out), "--backend",
+                "essentia", *FAST]) == 0
+    assert s.read_index(out, "annotated_clip").total_rows == 5
+    assert sorted(_CountingFileSystem.opened) == sorted(
+        "llarkcount://" + str(audio_dir / n) for n in ("song.wav", "silence.wav"))
+
+
+def test_threads_of_a_process_share_one_annotator() -> None:
+    """A worker unpickles the DoFn once per harness thread; setup() hands every copy the same
+    models (a second DoFn of the pipeline gets its own)."""
+    import pickle
+
+    payload = pickle.dumps(AnnotateTrackFn(AnnotatorConfig(backend="essentia")))
+    fns = [pickle.loads(payload) for _ in range(3)]
+    for fn in fns:
+        fn.setup()
+    assert fns[0]._annotator is fns[1]._annotator is fns[2]._annotator
+    other = AnnotateTrackFn(AnnotatorConfig(backend="essentia"))
+    other.setup()
+    assert other._annotator is not fns[0]._annotator
