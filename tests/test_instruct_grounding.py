@@ -110,7 +110,8 @@ def test_meter_contradicts(text):
 
 
 def test_compound_meter():
-    facts = ClipFacts(clip_id="x:1:0-1000", dataset="folder", duration_s=1.0, meter=2)
+    facts = ClipFacts(clip_id="x:1:0-1000", dataset="folder", duration_s=1.0, meter=2,
+                      meter_confidence=0.9)
     assert kinds("It swings in 6/8.", facts)[0] == []
 
 
@@ -177,3 +178,38 @@ def test_complete_instrument_list():
 def test_several_contradictions_are_all_reported():
     contra, _ = kinds("It is in D major at 90 BPM in 3/4.")
     assert sorted(contra) == ["key", "meter", "tempo"]
+
+
+# --------------------------------------------------------------------------- confidence threshold
+
+UNSURE = ClipFacts(
+    clip_id="folder:whale:0-23777", dataset="folder", duration_s=23.777, tempo_bpm=96.0,
+    tempo_confidence=0.3, meter=4, meter_confidence=0.2, key="A# minor", key_confidence=0.42,
+    chords=(ChordSpan(0, 20, "A#:min"),), chords_confidence=0.1)
+
+
+@pytest.mark.parametrize("text,kind", [
+    ("It is in Bb minor.", "key"), ("The tempo is about 96 BPM.", "tempo"),
+    ("It is in 4/4.", "meter"), ("The harmony rests on a Bb minor chord.", "chord"),
+])
+def test_claims_below_the_confidence_threshold_are_ungrounded(text, kind):
+    """What the writers would not state (below min_confidence), grounding does not accept:
+    the annotation says there is no clear key, tempo, meter or chords."""
+    r = check_text(text, UNSURE)
+    assert [c.kind for c in r.contradictions] == [kind]
+    assert "no clear" in r.contradictions[0].expected
+    # the same claim is grounded once the threshold is below the annotation's confidence
+    assert check_text(text, UNSURE, min_confidence=0.05).ok
+
+
+def test_no_clear_key_is_not_a_key_claim():
+    assert check_text("It has no clear key.", UNSURE).ok
+    assert check_text("No clear key comes through in this excerpt.", UNSURE).ok
+
+
+def test_spelling_does_not_matter_to_grounding():
+    facts = ClipFacts(clip_id="x:1:0-1000", dataset="folder", duration_s=1.0, key="A# major",
+                      key_confidence=0.9, chords=(ChordSpan(0, 1, "D#:maj"),),
+                      chords_confidence=0.9)
+    assert check_text("It is in Bb major, and the harmony moves to an Eb major chord.", facts).ok
+    assert check_text("It is in A# major, and the harmony moves to D# major.", facts).ok

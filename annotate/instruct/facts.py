@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from llark.errors import LlarkError
+from llark.music import ChordSegment, MusicLabelError, note_name, parse_chord, spell_key
 
 #: General MIDI program names, 1-based as MusicNet writes them (1 = Acoustic Grand Piano).
 GM_PROGRAMS: tuple[str, ...] = (
@@ -53,7 +54,11 @@ GM_PROGRAMS: tuple[str, ...] = (
 )
 assert len(GM_PROGRAMS) == 128
 
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+#: An annotated key, tempo, meter or chord timeline is stated as a fact (by the template, in
+#: the LLM's facts, and accepted by grounding) only when its confidence is at least this; below
+#: it the writers say "no clear key" or make no claim. The confidences are calibrated
+#: probabilities (issue 13, docs/annotate.md), so 0.5 means "more likely right than wrong".
+DEFAULT_MIN_CONFIDENCE = 0.5
 
 
 class FactsError(LlarkError, ValueError):
@@ -68,17 +73,13 @@ def program_name(program: int) -> str:
 
 
 def midi_note_name(pitch: int) -> str:
-    """``60`` → ``"C4"`` (scientific pitch notation, MIDI 60 = middle C)."""
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+    """``60`` → ``"C4"``, ``70`` → ``"Bb4"`` (scientific pitch notation, MIDI 60 = middle C;
+    :func:`llark.music.note_name`'s neutral spelling)."""
+    return f"{note_name(pitch % 12)}{pitch // 12 - 1}"
 
 
-@dataclass(frozen=True)
-class ChordSpan:
-    """One chord of the timeline: a Harte label over seconds from the start of the clip."""
-
-    start_s: float
-    end_s: float
-    label: str
+#: One chord of the timeline: a Harte label over seconds from the start of the clip.
+ChordSpan = ChordSegment
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class ClipFacts:
     tempo_confidence: float = 0.0
     meter: int = 0                       # beats per bar; 0 = unknown
     meter_confidence: float = 0.0
-    key: str = ""                        # "F# minor"; "" = unknown / no key
+    key: str = ""                        # "F# minor", "Bb major"; "" = unknown / no key
     key_confidence: float = 0.0
     chords: tuple[ChordSpan, ...] = ()
     chords_confidence: float = 0.0
@@ -153,8 +154,37 @@ class ClipFacts:
             raise FactsError(f"{self.clip_id}: duration_s = {self.duration_s} (must be > 0)")
         if self.meter < 0:
             raise FactsError(f"{self.clip_id}: meter = {self.meter} (beats per bar, >= 0)")
+        try:
+            spell_key(self.key)
+        except MusicLabelError as exc:
+            raise FactsError(f"{self.clip_id}: key {self.key!r} cannot be read ({exc})") from None
         for span in self.chords:
             if not (math.isfinite(span.start_s) and math.isfinite(span.end_s)) \
                     or span.end_s < span.start_s:
                 raise FactsError(f"{self.clip_id}: chord {span.label!r} spans "
                                  f"{span.start_s}..{span.end_s} s")
+            try:
+                parse_chord(span.label)
+            except MusicLabelError as exc:
+                raise FactsError(f"{self.clip_id}: chord {span.label!r} cannot be read "
+                                 f"({exc})") from None
+
+    # What may be stated as a fact (one rule for the template, the prompts and grounding).
+
+    def clear_key(self, min_confidence: float) -> str:
+        """The key in musicians' spelling when it is clear enough to state, else ``""``."""
+        return spell_key(self.key) if self.key and self.key_confidence >= min_confidence else ""
+
+    def clear_tempo(self, min_confidence: float) -> float:
+        """The tempo when it is clear enough to state, else 0."""
+        return self.tempo_bpm if self.tempo_bpm > 0 and \
+            self.tempo_confidence >= min_confidence else 0.0
+
+    def clear_meter(self, min_confidence: float) -> int:
+        """Beats per bar when clear enough to state, else 0."""
+        return self.meter if self.meter > 0 and self.meter_confidence >= min_confidence else 0
+
+    def clear_chords(self, min_confidence: float) -> bool:
+        """May the chord timeline be named?"""
+        return self.chords_confidence >= min_confidence and \
+            any(c.label not in ("N", "X") for c in self.chords)

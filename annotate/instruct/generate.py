@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from annotate.instruct.facts import ClipFacts
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ClipFacts
 from annotate.instruct.grounding import GroundingSettings, check_text
 from annotate.instruct.llm import ChatBackend
 from annotate.instruct.parse import ReplyParseError, excerpt, extract_json
@@ -78,7 +78,7 @@ class Writer(Protocol):
 class GenerationSettings:
     mir_pairs: int = 5
     reasoning_pairs: int = 3
-    min_confidence: float = 0.3
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE   # below it nothing is stated or grounded
     few_shot: bool = True
     reply_retries: int = 2
     limits: Limits = field(default_factory=Limits)
@@ -171,7 +171,7 @@ class InstructionGenerator:
         problems = phrase_problems(f"{question}\n{text}", facts)
         if problems:
             return problems[0], ()
-        grounding = check_text(text, facts, self.settings.grounding)
+        grounding = check_text(text, facts, self.settings.grounding, self.settings.min_confidence)
         if not grounding.ok:
             c = grounding.contradictions[0]
             return Drop(c.reason, str(c)), ()

@@ -3,7 +3,8 @@ text and check each against the clip's annotations and metadata.
 
 A claim that contradicts what we know (``"in D major"`` when the clip is annotated F# minor,
 ``"around 90 BPM"`` when it is 140) or that states a value we do not have (a key for a clip
-where none was detected) makes the text ungrounded; the caller drops it and counts the reason
+where none was detected, or whose key confidence is below the writers' threshold: the facts
+then say "no clear key") makes the text ungrounded; the caller drops it and counts the reason
 (``grounding_key``, ``grounding_tempo``, ``grounding_meter``, ``grounding_chord``,
 ``grounding_instrument``).
 
@@ -24,6 +25,12 @@ Decisions (see docs/instruct.md):
   contradicts a negative tag ("no vocals"); and where the metadata lists everything that plays
   (MusicNet), a mention of anything else contradicts it. Otherwise instruments are not
   checked: a listener can name instruments the tags do not list.
+* Confidence: a key, tempo, meter or chord annotation below ``min_confidence`` (the same
+  threshold the writers use, :data:`annotate.instruct.facts.DEFAULT_MIN_CONFIDENCE`) grounds
+  nothing, so any claim of that kind contradicts the facts ("no clear key"). A key named in the
+  metadata still grounds a key claim.
+* Spelling does not matter: claims and annotations are compared as pitch classes
+  (:mod:`llark.music`).
 * Qualitative words ("fast", "slow", "bright") are not checked.
 """
 
@@ -32,18 +39,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from annotate.instruct.facts import ClipFacts, FactsError
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ClipFacts
 from annotate.instruct.music import (
     INSTRUMENT_FAMILIES,
     NEGATIVE_TAG,
-    Key,
     canonical_instrument,
     instrument_pattern,
-    parse_harte,
-    parse_key,
-    pitch_class,
     word_to_canonical,
 )
+from llark.music import HarteChord, Key, MusicLabelError, parse_chord, parse_key, pitch_class
 
 KINDS = ("key", "tempo", "meter", "chord", "instrument")
 
@@ -134,7 +138,7 @@ _INSTRUMENT = instrument_pattern()
 
 
 def _pc(letter: str, accidental: str | None) -> int:
-    return pitch_class(letter, (accidental or "").strip())
+    return pitch_class(letter + (accidental or "").strip())
 
 
 def _mode(word: str | None) -> str | None:
@@ -276,7 +280,8 @@ def instrument_claims(text: str) -> list[tuple[str, bool, str]]:
 
 # --------------------------------------------------------------------------- checking
 
-def _metadata_keys(facts: ClipFacts) -> list[Key]:
+def metadata_keys(facts: ClipFacts) -> list[Key]:
+    """Keys named in the clip's metadata (``"String Quartet No 11 in F minor"``)."""
     keys = []
     for field_text in (facts.composition, facts.movement, facts.title, facts.caption):
         for claim in key_claims(field_text):
@@ -323,27 +328,31 @@ def _covered(instrument: str, known: set[str]) -> bool:
     return any(instrument in INSTRUMENT_FAMILIES.get(fam, ()) for fam in known)
 
 
-def check_text(text: str, facts: ClipFacts, settings: GroundingSettings = GroundingSettings()
-               ) -> GroundingResult:
-    """All claims of ``text`` checked against ``facts``."""
+def _unclear(what: str, confidence: float, min_confidence: float) -> str:
+    return f"no clear {what} (confidence {confidence:.2f} < {min_confidence:.2f})"
+
+
+def check_text(text: str, facts: ClipFacts, settings: GroundingSettings = GroundingSettings(),
+               min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> GroundingResult:
+    """All claims of ``text`` checked against ``facts``; annotations below ``min_confidence``
+    ground no claim."""
     contradictions: list[Contradiction] = []
     grounded: list[str] = []
 
     # key
     claims = key_claims(text)
     if claims:
-        allowed = _metadata_keys(facts)
+        allowed = metadata_keys(facts)
         expected = "no detected key"
-        if facts.key:
-            try:
-                annotated = parse_key(facts.key)
-            except FactsError:
-                annotated = None
-            if annotated is not None:
-                allowed.insert(0, annotated)
-                expected = f"key {facts.key}"
-                if settings.relative_key_ok:
-                    allowed.append(annotated.relative())
+        clear_key = facts.clear_key(min_confidence)
+        if clear_key:
+            annotated = parse_key(clear_key)
+            allowed.insert(0, annotated)
+            expected = f"key {clear_key}"
+            if settings.relative_key_ok:
+                allowed.append(annotated.relative())
+        elif facts.key:
+            expected = _unclear("key", facts.key_confidence, min_confidence)
         for claim in claims:
             ok = any((claim.tonic is None or claim.tonic == k.tonic)
                      and (claim.mode is None or claim.mode == k.mode) for k in allowed)
@@ -355,42 +364,54 @@ def check_text(text: str, facts: ClipFacts, settings: GroundingSettings = Ground
     # tempo
     tempos = tempo_claims(text)
     if tempos:
-        t = facts.tempo_bpm
+        t = facts.clear_tempo(min_confidence)
         targets = [t] + ([t / 2, t * 2] if settings.tempo_octave_ok else [])
         tol = settings.tempo_tolerance
+        expected = f"{t:.0f} BPM" if t > 0 else _unclear(
+            "tempo", facts.tempo_confidence, min_confidence) if facts.tempo_bpm > 0 \
+            else "no detected tempo"
         for lo, hi, words in tempos:
             ok = t > 0 and any(lo * (1 - tol) <= x <= hi * (1 + tol) for x in targets)
             if ok:
                 grounded.append("tempo")
             else:
-                contradictions.append(Contradiction(
-                    "tempo", words, f"{t:.0f} BPM" if t > 0 else "no detected tempo"))
+                contradictions.append(Contradiction("tempo", words, expected))
 
     # meter
+    meter = facts.clear_meter(min_confidence)
     for ok_values, words in meter_claims(text):
-        if facts.meter > 0 and facts.meter in ok_values:
+        if meter > 0 and meter in ok_values:
             grounded.append("meter")
         else:
             contradictions.append(Contradiction(
                 "meter", words,
-                f"{facts.meter} beats per bar" if facts.meter > 0 else "no detected meter"))
+                f"{meter} beats per bar" if meter > 0 else _unclear(
+                    "meter", facts.meter_confidence, min_confidence) if facts.meter > 0
+                else "no detected meter"))
 
     # chords
     chord_list = chord_claims(text, [c.span for c in claims])
     if chord_list:
-        annotated_chords = []
-        for span in facts.chords:
-            try:
-                chord = parse_harte(span.label)
-            except FactsError:
-                continue
-            if chord.root >= 0:
-                annotated_chords.append(chord)
-        names = sorted({c.label for c in annotated_chords})
-        expected = f"chords {', '.join(names)}" if names else "no detected chords"
+        annotated_chords: list[HarteChord] = []
+        names: list[str] = []
+        if facts.clear_chords(min_confidence):
+            for span in facts.chords:
+                try:
+                    chord = parse_chord(span.label)
+                except MusicLabelError:
+                    continue
+                if chord.root >= 0:
+                    annotated_chords.append(chord)
+                    names.append(span.label)
+            expected = f"chords {', '.join(sorted(set(names)))}" if names \
+                else "no detected chords"
+        elif any(c.label not in ("N", "X") for c in facts.chords):
+            expected = _unclear("chords", facts.chords_confidence, min_confidence)
+        else:
+            expected = "no detected chords"
         for root, quality, words in chord_list:
             ok = any(c.root == root and (quality is None or quality not in ("maj", "min")
-                                         or c.quality not in ("maj", "min") or c.quality == quality)
+                                         or c.triad not in ("maj", "min") or c.triad == quality)
                      for c in annotated_chords)
             if ok:
                 grounded.append("chord")

@@ -1,61 +1,15 @@
-"""Small music vocabulary shared by rendering, the template writer and grounding: note names,
-keys, Harte chord labels in readable form, and an instrument vocabulary with families."""
+"""The words instruct writes about music: Harte chord labels in readable form (spelled in the
+clip's key), and an instrument vocabulary with families. Notes, keys and chord labels
+themselves (parsing and spelling) are :mod:`llark.music`'s."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from annotate.instruct.facts import FactsError
-
-_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_ACCIDENTAL = {"": 0, "#": 1, "♯": 1, "sharp": 1, "b": -1, "♭": -1, "flat": -1}
-
-
-def pitch_class(letter: str, accidental: str = "") -> int:
-    """``("F", "#")`` / ``("G", "flat")`` → pitch class 0..11."""
-    acc = accidental.strip().lower().lstrip("-").strip()
-    if letter.upper() not in _PC or acc not in _ACCIDENTAL:
-        raise FactsError(f"not a note name: {letter}{accidental}")
-    return (_PC[letter.upper()] + _ACCIDENTAL[acc]) % 12
-
-
-def parse_note(name: str) -> int:
-    """``"F#"``, ``"Gb"``, ``"F sharp"`` → pitch class."""
-    m = re.fullmatch(r"\s*([A-Ga-g])\s*(#|♯|b|♭|-?sharp|-?flat)?\s*", name)
-    if not m:
-        raise FactsError(f"not a note name: {name!r}")
-    return pitch_class(m.group(1), m.group(2) or "")
-
-
-@dataclass(frozen=True)
-class Key:
-    tonic: int          # pitch class
-    mode: str           # "major" / "minor"
-
-    def relative(self) -> "Key":
-        if self.mode == "major":
-            return Key((self.tonic + 9) % 12, "minor")
-        return Key((self.tonic + 3) % 12, "major")
-
-
-def parse_key(label: str) -> Key:
-    """The schema's key strings (``"F# minor"``, ``"Bb major"``) → :class:`Key`."""
-    parts = label.split()
-    if len(parts) != 2 or parts[1].lower() not in ("major", "minor", "maj", "min"):
-        raise FactsError(f"not a key label: {label!r} (expected e.g. 'F# minor')")
-    mode = "major" if parts[1].lower().startswith("maj") else "minor"
-    return Key(parse_note(parts[0]), mode)
-
+from llark.music import Key, parse_chord, spell_chord
 
 # --------------------------------------------------------------------------- chords
-
-@dataclass(frozen=True)
-class Chord:
-    root: int           # pitch class; -1 for "no chord"
-    quality: str        # "maj", "min", "dim", "aug", "sus", "none"
-    label: str          # the Harte label it came from
-
 
 _QUALITY_WORDS = {"maj": "major", "min": "minor", "dim": "diminished", "aug": "augmented",
                   "sus": "suspended"}
@@ -65,43 +19,21 @@ _EXTENSION_WORDS = {"7": "dominant seventh", "maj7": "major seventh", "min7": "m
                     "sus4": "suspended fourth", "sus2": "suspended second"}
 
 
-def parse_harte(label: str) -> Chord:
-    """A Harte label (``"A:min"``, ``"C:maj"``, ``"G:7"``, ``"Bb:min7/b3"``, ``"N"``) → :class:`Chord`
-    reduced to its triad quality."""
-    label = label.strip()
-    if label in ("N", "X", ""):
-        return Chord(-1, "none", label or "N")
-    root_text, _, rest = label.partition(":")
-    quality_text = (rest or "maj").split("/")[0].split("(")[0]
-    root = parse_note(root_text)
-    if quality_text.startswith(("hdim", "dim")):
-        quality = "dim"
-    elif quality_text.startswith("aug"):
-        quality = "aug"
-    elif quality_text.startswith("sus"):
-        quality = "sus"
-    elif quality_text.startswith("min"):
-        quality = "min"
-    else:   # maj, 7, maj7, 9, 6, ...
-        quality = "maj"
-    return Chord(root, quality, label)
-
-
-def note_spelling(label_root: str) -> str:
-    """Keep the spelling of the annotation (``"Bb"`` stays ``"Bb"``), normalized case."""
-    return label_root[:1].upper() + label_root[1:]
-
-
-def readable_chord(label: str) -> str:
-    """``"A:min"`` → ``"A minor"``, ``"G:7"`` → ``"G dominant seventh"``, ``"N"`` → ``"no chord"``."""
-    label = label.strip()
-    if label in ("N", "X", ""):
+def readable_chord(label: str, key: "Key | str | None" = None) -> str:
+    """A Harte label in words, its root spelled in ``key`` (:func:`llark.music.spell_chord`):
+    ``"A:min"`` → ``"A minor"``, ``"A#:maj"`` in F major → ``"Bb major"``, ``"G:7"`` →
+    ``"G dominant seventh"``, ``"N"`` → ``"no chord"``. Raises
+    :class:`llark.music.MusicLabelError` for a label it cannot read."""
+    chord = parse_chord(label)
+    if chord.root < 0:
         return "no chord"
-    root_text, _, rest = label.partition(":")
-    parse_note(root_text)                      # raises on nonsense
-    quality_text = (rest or "maj").split("/")[0]
-    words = _EXTENSION_WORDS.get(quality_text) or _QUALITY_WORDS.get(quality_text) or quality_text
-    return f"{note_spelling(root_text)} {words}"
+    root = spell_chord(label, key).split(":")[0]
+    if chord.shorthand:
+        words = _EXTENSION_WORDS.get(chord.shorthand) or _QUALITY_WORDS.get(chord.shorthand) \
+            or chord.shorthand
+    else:
+        words = _QUALITY_WORDS.get(chord.triad, "chord")
+    return f"{root} {words}"
 
 
 # --------------------------------------------------------------------------- instruments

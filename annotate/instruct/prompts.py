@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from annotate.instruct.facts import ChordSpan, ClipFacts
 from annotate.instruct.render import render_facts
 
-PROMPT_VERSION = "instruct-prompts-1"
+PROMPT_VERSION = "instruct-prompts-2"   # 2: musicians' spelling; facts below the threshold say "no clear key"
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
 """A clip's metadata and annotations as readable text for a prompt.
 
 One fact per line (``Tempo: about 140 BPM (confidence 0.91)``), a chord timeline in seconds,
-a note summary for score-aligned datasets. Facts below the confidence threshold are marked so
-the writer leaves them out. IDs, file names and URIs are never rendered.
+a note summary for score-aligned datasets. Keys and chords are spelled as musicians write
+them (``Bb major``; chords in the clip's key). A key, tempo, meter or chord timeline below the
+confidence threshold (:data:`annotate.instruct.facts.DEFAULT_MIN_CONFIDENCE`) is not shown at
+all: the line says there is no clear key (tempo, meter, chords), marked LOW so the writer
+states none. IDs, file names and URIs are never rendered.
 """
 
 from __future__ import annotations
 
-from annotate.instruct.facts import ChordSpan, ClipFacts
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ChordSpan, ClipFacts
 from annotate.instruct.music import readable_chord
+from llark.music import spell_key
 
 MAX_CHORD_LINES = 24
 MIN_CHORD_S = 0.25          # shorter chord segments are folded into their neighbours
@@ -18,9 +22,8 @@ def fmt_conf(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _low(conf: float, min_confidence: float) -> str:
-    return (f" (confidence {fmt_conf(conf)}: LOW, do not state it)" if conf < min_confidence
-            else f" (confidence {fmt_conf(conf)})")
+def _unclear(phrase: str, conf: float, instead: str = "do not state one") -> str:
+    return f"{phrase} (confidence {fmt_conf(conf)}: LOW, {instead})"
 
 
 def chord_timeline(chords: tuple[ChordSpan, ...]) -> list[ChordSpan]:
@@ -34,7 +37,7 @@ def chord_timeline(chords: tuple[ChordSpan, ...]) -> list[ChordSpan]:
     return out
 
 
-def render_facts(facts: ClipFacts, min_confidence: float = 0.3) -> str:
+def render_facts(facts: ClipFacts, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> str:
     """The facts block of a prompt (plain text, one fact per line)."""
     lines = [f"Excerpt length: {facts.duration_s:.0f} seconds"]
     if facts.is_silent:
@@ -63,28 +66,39 @@ def render_facts(facts: ClipFacts, min_confidence: float = 0.3) -> str:
     if facts.instruments:
         suffix = " (complete list of what plays)" if facts.instruments_complete else ""
         lines.append(f"Instruments: {', '.join(facts.instruments)}{suffix}")
-    if facts.tempo_bpm > 0:
-        lines.append(f"Tempo: about {facts.tempo_bpm:.0f} BPM"
-                     f"{_low(facts.tempo_confidence, min_confidence)}")
+    if facts.clear_tempo(min_confidence):
+        lines.append(f"Tempo: about {facts.tempo_bpm:.0f} BPM "
+                     f"(confidence {fmt_conf(facts.tempo_confidence)})")
+    elif facts.tempo_bpm > 0:
+        lines.append(f"Tempo: {_unclear('no clear tempo', facts.tempo_confidence)}")
     else:
         lines.append("Tempo: unknown (do not state one)")
-    if facts.meter > 0:
-        lines.append(f"Meter: {facts.meter} beats per bar"
-                     f"{_low(facts.meter_confidence, min_confidence)}")
+    if facts.clear_meter(min_confidence):
+        lines.append(f"Meter: {facts.meter} beats per bar "
+                     f"(confidence {fmt_conf(facts.meter_confidence)})")
+    elif facts.meter > 0:
+        lines.append(f"Meter: {_unclear('no clear meter', facts.meter_confidence)}")
     else:
         lines.append("Meter: unknown (do not state one)")
-    if facts.key:
-        lines.append(f"Key: {facts.key}{_low(facts.key_confidence, min_confidence)}")
+    key = facts.clear_key(min_confidence)
+    if key:
+        lines.append(f"Key: {key} (confidence {fmt_conf(facts.key_confidence)})")
+    elif facts.key:
+        lines.append(f"Key: {_unclear('no clear key', facts.key_confidence)}")
     else:
         lines.append("Key: none detected (do not state one)")
-    timeline = [c for c in chord_timeline(facts.chords)]
-    if any(c.label not in ("N", "X") for c in timeline):
-        conf = _low(facts.chords_confidence, min_confidence).strip()[1:-1]
-        lines.append(f"Chords (seconds from the start; {conf}):")
+    timeline = chord_timeline(facts.chords)
+    spelling = spell_key(facts.key) or None        # chords are spelled in the detected key
+    if facts.clear_chords(min_confidence):
+        lines.append(f"Chords (seconds from the start; confidence "
+                     f"{fmt_conf(facts.chords_confidence)}):")
         for span in timeline[:MAX_CHORD_LINES]:
-            lines.append(f"  {span.start_s:.1f}-{span.end_s:.1f} {readable_chord(span.label)}")
+            lines.append(f"  {span.start_s:.1f}-{span.end_s:.1f} "
+                         f"{readable_chord(span.label, spelling)}")
         if len(timeline) > MAX_CHORD_LINES:
             lines.append(f"  ... and {len(timeline) - MAX_CHORD_LINES} more chord changes")
+    elif any(c.label not in ("N", "X") for c in timeline):
+        lines.append(f"Chords: {_unclear('unclear', facts.chords_confidence, 'do not name any')}")
     else:
         lines.append("Chords: none detected (do not name any)")
     if facts.notes is not None:

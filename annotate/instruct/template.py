@@ -3,8 +3,12 @@ clip's annotations and metadata, no LLM involved.
 
 Every record it produces says ``backend="template"`` and ``prompt_version=TEMPLATE_VERSION``.
 Wording varies between clips (a phrasing is picked from a small pool by a hash of the clip ID
-and the question slot), never between runs. Facts below ``min_confidence`` are left out. The
-reasoning family needs an LLM; this writer does not support it (the caller skips it, counted).
+and the question slot), never between runs. Keys and chords are spelled as musicians write them
+(``Bb major``; chords in the clip's key). A key, tempo, meter or chord timeline below
+``min_confidence`` is never stated: the key question is answered "no clear key" when the
+annotator offered an unsure key (unless the metadata names the work's key), the others are left
+out. The reasoning
+family needs an LLM; this writer does not support it (the caller skips it, counted).
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from annotate.instruct.facts import ClipFacts
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ClipFacts
+from annotate.instruct.grounding import metadata_keys
 from annotate.instruct.music import NEGATIVE_TAG, canonical_instrument, readable_chord
 from annotate.instruct.render import chord_timeline
 from annotate.instruct.validate import Draft, QAPair, Repair, pick
+from llark.music import spell_key
 
-TEMPLATE_VERSION = "template-1"
+TEMPLATE_VERSION = "template-2"      # 2: musicians' spelling, "no clear key" below the threshold
 
 MOOD_WORDS = frozenset({
     "slow", "fast", "loud", "quiet", "soft", "weird", "heavy", "dark", "calm", "happy", "sad",
@@ -41,6 +47,8 @@ Q_TEMPO = ("What is the tempo of this music?", "How fast is this piece, in beats
            "What tempo does this excerpt have?")
 Q_KEY = ("What key is this music in?", "What is the key of this piece?",
          "Which key does this excerpt sound like it is in?")
+A_NO_KEY = ("There is no clear key in this excerpt.", "It has no clear key.",
+            "No clear key comes through in this excerpt.")
 Q_METER = ("How many beats are there in each bar?", "What is the meter of this music?",
            "How are the beats grouped into bars in this excerpt?")
 Q_CHORDS = ("Which chords can you hear in this excerpt?",
@@ -144,7 +152,7 @@ class TemplateWriter:
     prompt_version = TEMPLATE_VERSION
     retryable = False
 
-    def __init__(self, min_confidence: float = 0.3) -> None:
+    def __init__(self, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
         self.min_confidence = min_confidence
 
     def supports(self, family: str) -> bool:
@@ -163,24 +171,24 @@ class TemplateWriter:
     # ------------------------------------------------------------------ facts we trust
 
     def _tempo(self, f: ClipFacts) -> int | None:
-        if f.tempo_bpm > 0 and f.tempo_confidence >= self.min_confidence:
-            return round(f.tempo_bpm)
-        return None
+        tempo = f.clear_tempo(self.min_confidence)
+        return round(tempo) if tempo else None
 
     def _key(self, f: ClipFacts) -> str:
-        return f.key if f.key and f.key_confidence >= self.min_confidence else ""
+        return f.clear_key(self.min_confidence)
 
     def _meter(self, f: ClipFacts) -> int:
-        return f.meter if f.meter > 0 and f.meter_confidence >= self.min_confidence else 0
+        return f.clear_meter(self.min_confidence)
 
     def _chords(self, f: ClipFacts) -> list[str]:
-        if f.chords_confidence < self.min_confidence:
+        if not f.clear_chords(self.min_confidence):
             return []
+        spelling = spell_key(f.key) or None
         names: list[str] = []
         for span in chord_timeline(f.chords):
             if span.label in ("N", "X"):
                 continue
-            name = readable_chord(span.label)
+            name = readable_chord(span.label, spelling)
             if name not in names:
                 names.append(name)
         return names[:6]
@@ -206,6 +214,8 @@ class TemplateWriter:
         key = self._key(f)
         if key:
             out.append(QAPair(pick(Q_KEY, cid, "key"), f"It is in {key}."))
+        elif f.key and not f.is_silent and not metadata_keys(f):   # unsure, and no work key
+            out.append(QAPair(pick(Q_KEY, cid, "key"), pick(A_NO_KEY, cid, "no_key")))
         meter = self._meter(f)
         if meter:
             out.append(QAPair(pick(Q_METER, cid, "meter"), f"It has {meter_phrase(meter)}."))
