@@ -47,7 +47,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from annotate.instruct.cache import LocalCacheStore, RequestCache
-from annotate.instruct.facts import ChordSpan, ClipFacts, NoteSummary
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ChordSpan, ClipFacts, NoteSummary
 from annotate.instruct.generate import (
     FAMILIES,
     GenerationSettings,
@@ -139,8 +139,11 @@ class InstructConfig:
     mir_pairs: int = doc("question-answer pairs to ask for per clip (mir family)", default=5)
     reasoning_pairs: int = doc("question-answer pairs to ask for per clip (reasoning family)",
                                default=3)
-    min_confidence: float = doc("annotations below this confidence are left out (template) or "
-                                "marked 'do not state' (LLM prompts)", default=0.3)
+    min_confidence: float = doc("a key, tempo, meter or chord annotation is stated as a fact "
+                                "only at this confidence or above (a calibrated probability); "
+                                "below it the template says 'no clear key', the LLM prompt "
+                                "marks it 'do not state' and grounding rejects any such claim",
+                                default=DEFAULT_MIN_CONFIDENCE)
     tempo_tolerance: float = doc("grounding: a stated tempo may differ this much (relative) "
                                  "from the annotation", default=0.08)
     tempo_octave_ok: bool = doc("grounding: accept half/double the annotated tempo",
