@@ -6,15 +6,19 @@
 
 Pipeline::
 
-    clip rows ─► LoadWindowFn ─► RunInference(EmbedModelHandler) ─► ToEmbeddingFn ─► Parquet
-                 (decode the        (BatchElements of --batch-size,   (float16, checks)
-                  clip's window at   model loaded once per worker)
-                  the encoder's rate)
+    clip rows ─► by track ─► LoadWindowsFn ─► RunInference(EmbedModelHandler) ─► ToEmbeddingFn
+                             (open the file    (BatchElements of --batch-size,   (float16,
+                              once; decode      model loaded once per worker      checks) ─►
+                              each window at    process, shared by its threads)   Parquet
+                              the encoder's rate)
 
-* **Loading** happens in a DoFn before inference, so a missing, empty, corrupt or truncated file
-  becomes a dead letter of that clip (``with_dead_letters``) and never reaches a batch.
+* **Loading** happens in a DoFn before inference, on a track's clips together
+  (:func:`pipelines.stage.group_by_track`), so a remote file is read once per track, not once
+  per clip; a missing, empty, corrupt or truncated file becomes a dead letter of each clip it
+  fails (``with_dead_letters``) and never reaches a batch.
 * **Inference** uses Beam's ``RunInference`` with :class:`EmbedModelHandler`: ``load_model``
-  builds the encoder once per worker (``embed.registry.build_encoder``), ``run_inference``
+  builds the encoder once per worker process (``embed.registry.build_encoder``; RunInference
+  keeps it in a ``shared.Shared`` handle, so the harness threads of a process share it), ``run_inference``
   encodes a whole batch in one call. If a batch raises an encoder error the handler retries its
   windows one by one so only the bad window fails; any other exception fails the batch and
   RunInference's own dead-letter output (``with_exception_handling``) turns it into one dead
@@ -24,7 +28,8 @@ Pipeline::
   clip's window ``[start_s, end_s)``: ``ceil(10 * seconds)`` frames. Values outside float16's
   range dead-letter instead of being stored as ``inf``.
 
-The index counts ``inputs`` (clip rows read) and records the encoder's name, sample rate, frame
+The index counts ``inputs`` (clip rows of the input sets, from their indexes), ``embedded`` and
+``dead_letters`` (from the pipeline's counters; the run fails unless they add up) and records the encoder's name, sample rate, frame
 rate and dimension, which ``llark shards`` checks every embedding against.
 """
 
@@ -46,15 +51,24 @@ from llark.audio import load_audio
 from llark.config import doc
 from llark.errors import ConfigError, EncoderError, LlarkError
 from pipelines.schema import EMBEDDING_SCHEMA, Clip, DeadLetter, Embedding
+from pipelines.sources import is_remote, open_audio
 from pipelines.stage import (
+    DEAD_PREFIX,
     DEAD_TAG,
+    Tallies,
+    TallyCounts,
+    TrackClips,
     count_input_rows,
+    dead_letter_json,
+    group_by_track,
     parse_stage_args,
     pipeline_options,
     read_complete_index,
     read_input_rows,
     run_stage,
+    tally,
     with_dead_letters,
+    write_dead_letters,
     write_records,
 )
 
@@ -160,33 +174,36 @@ class Encoded:
 
 # --------------------------------------------------------------------------- DoFns
 
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def read_source(uri: str) -> str | bytes:
-    """A local path as is (soundfile seeks in it); anything else as bytes via FileSystems."""
-    if not _is_uri(uri):
-        return uri
-    with FileSystems.open(uri) as f:
-        return f.read()
-
-
-class LoadWindowFn(beam.DoFn):
-    """Clip row → :class:`AudioWindow` (its exact window, mono, at the encoder's rate)."""
+class LoadWindowsFn(beam.DoFn):
+    """:class:`TrackClips` → one :class:`AudioWindow` per clip (its exact window, mono, at the
+    encoder's rate), the file opened once; a clip whose audio fails → its dead letter."""
 
     def __init__(self, sample_rate_hz: int) -> None:
         self._sr = sample_rate_hz
 
-    def process(self, row: dict) -> Iterable[AudioWindow]:
-        clip = Clip.from_row(row)
-        audio, _ = load_audio(read_source(clip.audio_uri), self._sr, clip.start_s, clip.end_s)
-        yield AudioWindow(WindowMeta(clip.id, clip.dataset, clip.audio_uri, int(audio.size)), audio)
+    def process(self, track: TrackClips) -> Iterable[Any]:
+        clips = [Clip.from_row(row) for row in track.rows]
+        try:
+            source = open_audio(track.audio_uri)
+        except LlarkError as exc:
+            for clip in clips:
+                yield beam.pvalue.TaggedOutput(DEAD_TAG, dead_letter_json(STAGE, clip, exc))
+            return
+        out: list[Any] = []
+        for clip in clips:
+            try:
+                audio, _ = load_audio(source, self._sr, clip.start_s, clip.end_s)
+            except LlarkError as exc:
+                out.append(beam.pvalue.TaggedOutput(DEAD_TAG, dead_letter_json(STAGE, clip, exc)))
+                continue
+            out.append(AudioWindow(WindowMeta(clip.id, clip.dataset, clip.audio_uri,
+                                              int(audio.size)), audio))
+        yield from out
 
 
 def localize_checkpoint(checkpoint_dir: str) -> str:
     """A remote (``gs://...``) weights folder copied once into a local cache; local as is."""
-    if not checkpoint_dir or not _is_uri(checkpoint_dir):
+    if not checkpoint_dir or not is_remote(checkpoint_dir):
         return checkpoint_dir
     from embed.jukebox import PRIOR_FILE, VQVAE_FILE
 
@@ -291,8 +308,10 @@ class ToEmbeddingFn(beam.DoFn):
         if peak > FLOAT16_MAX:
             raise EncoderError(f"{info.name} returned a value of {peak:.4g}, beyond float16's "
                                f"range ({FLOAT16_MAX:.0f}); it cannot be stored")
-        yield Embedding.from_array(meta.clip_id, meta.dataset, info.name, info.frame_rate_hz,
-                                   frames)
+        embedding = Embedding.from_array(meta.clip_id, meta.dataset, info.name,
+                                         info.frame_rate_hz, frames)
+        tally("embedded")
+        yield embedding
 
 
 class BatchDeadLettersFn(beam.DoFn):
@@ -324,25 +343,42 @@ def input_record(input_dir: str) -> str:
     return index.record
 
 
-def build_embed(pipeline: beam.Pipeline, cfg: EmbedConfig, staging: str) -> dict[str, Any]:
+def build_embed(pipeline: beam.Pipeline, cfg: EmbedConfig, staging: str) -> "EmbedCounts":
     from embed.registry import encoder_info
 
     info = encoder_info(cfg.encoder)
     rows = read_input_rows(pipeline, cfg.input, input_record(cfg.input))
-    windows = with_dead_letters(rows, "LoadAudio", LoadWindowFn(info.sample_rate_hz), STAGE,
-                                staging)
+    windows = with_dead_letters(group_by_track(rows), "LoadAudio",
+                                LoadWindowsFn(info.sample_rate_hz), STAGE, staging)
     results, dlq = windows | "Encode" >> RunInference(
         EmbedModelHandler(cfg)).with_exception_handling()
-    (dlq.failed_inferences | "Encode:DeadLetters" >> beam.ParDo(BatchDeadLettersFn())
-     | "Encode:WriteDead" >> beam.io.WriteToText(f"{staging}/dead/Encode",
-                                                 file_name_suffix=".jsonl"))
+    write_dead_letters(dlq.failed_inferences | "Encode:DeadLetters"
+                       >> beam.ParDo(BatchDeadLettersFn()), "Encode", staging)
     encoded = results | "Flatten results" >> beam.Map(to_encoded)
     embeddings = with_dead_letters(encoded, "ToEmbedding", ToEmbeddingFn(cfg.encoder), STAGE,
                                    staging)
     write_records(embeddings, EMBEDDING_SCHEMA, staging)
-    return {"inputs": count_input_rows(cfg.input), "encoder": info.name,
-            "sample_rate_hz": info.sample_rate_hz, "frame_rate_hz": info.frame_rate_hz,
-            "dim": info.dim}
+    return EmbedCounts(count_input_rows(cfg.input), info.name, info.sample_rate_hz,
+                       info.frame_rate_hz, info.dim)
+
+
+@dataclass(frozen=True)
+class EmbedCounts(TallyCounts):
+    """The index counts: inputs from the input indexes, outcomes from the pipeline's counters,
+    and the encoder every embedding was made by."""
+
+    inputs: int
+    encoder: str
+    sample_rate_hz: int
+    frame_rate_hz: float
+    dim: int
+
+    def __call__(self, tallies: Tallies) -> dict[str, Any]:
+        embedded, dead = tallies.get("embedded"), tallies.total(DEAD_PREFIX)
+        return {"inputs": self.inputs, "embedded": embedded, "dead_letters": dead,
+                "unaccounted": self.inputs - embedded - dead, "encoder": self.encoder,
+                "sample_rate_hz": self.sample_rate_hz, "frame_rate_hz": self.frame_rate_hz,
+                "dim": self.dim}
 
 
 class EmbedBuild:
@@ -351,7 +387,7 @@ class EmbedBuild:
     def __init__(self, cfg: EmbedConfig) -> None:
         self.cfg = cfg
 
-    def __call__(self, pipeline: beam.Pipeline, staging: str) -> dict[str, Any]:
+    def __call__(self, pipeline: beam.Pipeline, staging: str) -> EmbedCounts:
         return build_embed(pipeline, self.cfg, staging)
 
 
@@ -362,7 +398,7 @@ def preflight(cfg: EmbedConfig, beam_args: list[str]) -> None:
 
     from embed.registry import resolve_device
 
-    if cfg.encoder == "jukebox" and not _is_uri(cfg.checkpoint_dir):
+    if cfg.encoder == "jukebox" and not is_remote(cfg.checkpoint_dir):
         from embed.jukebox import resolve_checkpoint_dir
 
         resolve_checkpoint_dir(cfg.checkpoint_dir or None)

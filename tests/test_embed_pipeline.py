@@ -17,7 +17,7 @@ from llark.audio import load_audio
 from llark.errors import EncoderError
 from pipelines import embed as E
 from pipelines import schema as s
-from pipelines.stage import with_dead_letters
+from pipelines.stage import group_by_track, with_dead_letters
 from tests.shards_testdata import FAST, make_clips, write_set
 
 
@@ -59,7 +59,8 @@ def test_embed_transforms_with_testpipeline(tmp_path):
                         batch_size=2)
     with BeamTestPipeline(options=PipelineOptions(FAST)) as p:
         rows = p | beam.Create([c.to_row() for c in clips])
-        windows = with_dead_letters(rows, "LoadAudio", E.LoadWindowFn(44100), "embed", staging)
+        windows = with_dead_letters(group_by_track(rows), "LoadAudio", E.LoadWindowsFn(44100),
+                                    "embed", staging)
         results, _ = windows | RunInference(E.EmbedModelHandler(cfg)).with_exception_handling()
         emb = with_dead_letters(results | beam.Map(E.to_encoded), "ToEmbedding",
                                 E.ToEmbeddingFn(cfg.encoder), "embed", staging)
@@ -82,7 +83,8 @@ def test_batch_and_window_failures_become_dead_letters(tmp_path):
                         batch_size=1)
     with BeamTestPipeline(options=PipelineOptions(FAST)) as p:
         rows = p | beam.Create([c.to_row() for c in clips])
-        windows = with_dead_letters(rows, "LoadAudio", E.LoadWindowFn(44100), "embed", staging)
+        windows = with_dead_letters(group_by_track(rows), "LoadAudio", E.LoadWindowsFn(44100),
+                                    "embed", staging)
         results, dlq = windows | RunInference(FlakyHandler(cfg)).with_exception_handling()
         (dlq.failed_inferences | beam.ParDo(E.BatchDeadLettersFn())
          | beam.io.WriteToText(f"{staging}/dead/Encode", file_name_suffix=".jsonl"))
@@ -123,6 +125,8 @@ def test_embed_run_end_to_end(tmp_path, capsys):
     assert idx.record == "embedding" and idx.total_rows == 4
     assert idx.dead_letters == {"AudioNotFoundError": 1, "UndecodableAudioError": 1}
     assert idx.counts["inputs"] == 6 == idx.total_rows + sum(idx.dead_letters.values())
+    assert idx.counts["embedded"] == 4 and idx.counts["dead_letters"] == 2
+    assert idx.counts["unaccounted"] == 0
     assert idx.counts["encoder"] == "features-v1" and idx.counts["dim"] == 128
     assert idx.config["encoder"] == "features" and idx.config["batch_size"] == 2
     dead = _dead_letters(out / s.DEAD_LETTER_DIR)
