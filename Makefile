@@ -38,6 +38,7 @@ system-deps:
 	@need=""; \
 	command -v ffmpeg >/dev/null 2>&1 || need="$$need ffmpeg"; \
 	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	command -v java >/dev/null 2>&1 || need="$$need default-jre-headless"; \
 	command -v fluidsynth >/dev/null 2>&1 || need="$$need fluidsynth"; \
 	command -v espeak-ng >/dev/null 2>&1 || need="$$need espeak-ng"; \
 	test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || need="$$need fluid-soundfont-gm"; \

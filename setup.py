@@ -37,6 +37,8 @@ EXTRAS = {
         "peft>=0.17,<1",          # trainable=lora (optional at run time; tested when installed)
     ],
     "jukebox": ["jukebox-infer==0.1.2"],
+    # captioning metrics of `llark eval` (BLEU, METEOR, ROUGE-L, CIDEr-D); METEOR needs Java
+    "eval": ["pycocoevalcap==1.2"],
     # gs:// and s3:// in Beam (FileSystems); the trainer reads them through pyarrow.fs
     "cloud": ["apache-beam[gcp,aws]==2.77.0"],
     "test": ["pytest>=8", "duckdb>=1.0", "datasets>=3", "psutil>=5",

@@ -13,6 +13,10 @@
 * instruments: every instrument of the dataset's vocabulary the answer mentions; precision,
   recall and F1 against the clip's instruments (micro over all clips, and the mean per clip).
 * conversations (``--questions conversations``): token F1 against the reference answer, per family.
+* captions (the ``caption`` family of the conversations): BLEU-1..4, METEOR, ROUGE-L and CIDEr-D
+  against the reference captions, offline (``model/captions.py``: the COCO caption toolkit;
+  METEOR runs a Java process and is left out, with the reason in ``metrics.json``, when Java is
+  missing or ``--no-meteor`` is given).
 
 The references are the clip's labels carried in each prediction line (key and tempo from the
 clip's annotation, genres and instruments from its metadata).
@@ -25,9 +29,12 @@ import json
 import re
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+
+from llark.music import key_name, pitch_class
+from model.captions import CaptionPair, caption_scores
 
 NOTE = r"(?P<tonic>[A-G])(?P<acc>\s?(?:#|♯|b|♭|-?sharp|-?flat))?"
 MODE = r"(?P<mode>major|minor|maj|min|m)\b"
@@ -38,21 +45,37 @@ BPM_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats per minute)", re.IGNORE
 TEMPO_FACTORS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
 TEMPO_TOLERANCE = 0.04
 
+#: The paper's evaluation questions, one per task (``llark infer`` and ``llark benchmark`` ask
+#: them; the answers are scored here).
+TASK_QUESTIONS = {
+    "key": "What is the key of this song?",
+    "tempo": "What is the tempo of this song, in beats per minute?",
+    "genre": "What is the genre of this song?",
+    "instruments": "Which instruments can be heard in this song?",
+}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a clip's answers are scored against (a shard row's labels, or a benchmark's)."""
+
+    dataset: str = ""
+    key: str = ""
+    tempo_bpm: float | None = None
+    genres: tuple[str, ...] = ()
+    instruments: tuple[str, ...] = ()
+
 
 # --------------------------------------------------------------------------- parsing
 
 def parse_key(text: str) -> str | None:
-    """A key named in ``text`` as ``"<tonic> major|minor"`` (mir_eval's format), or None."""
-    def tonic(m: re.Match) -> str | None:
+    """A key named in ``text`` as ``"<tonic> major|minor"`` (mir_eval's format, spelled as
+    musicians write it by :mod:`llark.music`: "A# major" is read as ``"Bb major"``), or None."""
+    def tonic(m: re.Match) -> int | None:
         t = m.group("tonic")
         if not t.isupper():               # "a minor chord", "b" etc. are words, not tonics
             return None
-        acc = (m.group("acc") or "").strip().lower().lstrip("-")
-        if acc in ("#", "♯", "sharp"):
-            t += "#"
-        elif acc in ("b", "♭", "flat"):
-            t += "b"
-        return t
+        return pitch_class(t + (m.group("acc") or "").strip())
 
     for m in KEY_WITH_MODE.finditer(text):
         t = tonic(m)
@@ -61,11 +84,11 @@ def parse_key(text: str) -> str | None:
         mode = m.group("mode").lower()
         if mode == "m" and m.group("mode") == "M":
             continue
-        return f"{t} {'minor' if mode in ('minor', 'min', 'm') else 'major'}"
+        return key_name(t, "minor" if mode in ("minor", "min", "m") else "major")
     for m in KEY_OF.finditer(text):
         t = tonic(m)
         if t is not None:
-            return f"{t} major"
+            return key_name(t, "major")
     return None
 
 
@@ -82,7 +105,7 @@ def parse_tempo(text: str) -> float | None:
 
 
 def _term_pattern(term: str) -> re.Pattern:
-    t = re.escape(term.lower()).replace(r"\ ", r"[\s\-]+")
+    t = re.escape(term.lower()).replace(r"\ ", r"[\s\-]*")
     if term.lower().endswith("s"):
         t = t[:-1] + "s?"
     else:
@@ -145,10 +168,31 @@ def _norm(items: Sequence[str]) -> set[str]:
     return {i.lower() for i in items}
 
 
-def evaluate(records: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[Scored]]:
-    """Metrics of ``llark infer`` records; returns (metrics, per-record scores)."""
+CAPTION_FAMILY = "caption"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Label terms answers are searched for, per dataset name, besides the labels the records
+    themselves carry (a benchmark passes its whole label set, so a small run still searches
+    every genre of GTZAN)."""
+
+    genres: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    instruments: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = None,
+             meteor: bool = True) -> tuple[dict[str, Any], list[Scored]]:
+    """Metrics of ``llark infer`` records; returns (metrics, per-record scores).
+
+    ``meteor=False`` leaves METEOR out of the caption metrics (it starts a Java process)."""
     genre_vocab: dict[str, set[str]] = defaultdict(set)
     instrument_vocab: dict[str, set[str]] = defaultdict(set)
+    if vocabulary is not None:
+        for ds, terms in vocabulary.genres.items():
+            genre_vocab[ds].update(terms)
+        for ds, terms in vocabulary.instruments.items():
+            instrument_vocab[ds].update(terms)
     for r in records:
         labels = r.get("labels") or {}
         genre_vocab[labels.get("dataset", "")].update(labels.get("genres") or ())
@@ -226,6 +270,10 @@ def evaluate(records: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[Sc
                                     "token_f1": _mean(s.score["token_f1"] for s in conv),
                                     "token_f1_by_family": {f: _mean(v) for f, v in
                                                            sorted(fams.items())}}
+            captions = [CaptionPair(s.record.get("prediction", ""), (s.record["reference"],))
+                        for s in conv if s.record.get("family") == CAPTION_FAMILY]
+            if captions:
+                out["captions"] = caption_scores(captions, meteor=meteor).to_dict()
         return out
 
     metrics: dict[str, Any] = {"n_predictions": len(records), "n_scored": len(scored)}
@@ -257,9 +305,16 @@ def markdown_report(metrics: dict[str, Any], source: str) -> str:
                  ("tempo", "acc1", "Acc1 (4 %)"), ("tempo", "acc2", "Acc2 (x2, x1/2, x3, x1/3)"),
                  ("genre", "accuracy", "accuracy"), ("instruments", "micro_f1", "micro F1"),
                  ("instruments", "mean_f1", "mean per-clip F1"),
-                 ("conversations", "token_f1", "token F1 vs reference"))
+                 ("conversations", "token_f1", "token F1 vs reference"),
+                 ("captions", "bleu1", "BLEU-1"), ("captions", "bleu2", "BLEU-2"),
+                 ("captions", "bleu3", "BLEU-3"), ("captions", "bleu4", "BLEU-4"),
+                 ("captions", "meteor", "METEOR"), ("captions", "rouge_l", "ROUGE-L"),
+                 ("captions", "cider_d", "CIDEr-D"))
         for task, key, label in table:
-            if task in m:
+            if task in m and m[task].get(key) is None:
+                lines.append(f"| {prefix}{task} | {m[task]['n']} | {label} | not computed: "
+                             f"{m[task].get(key + '_unavailable') or 'not asked for'} | — |")
+            elif task in m:
                 parsed = m[task].get("parsed_rate")
                 lines.append(f"| {prefix}{task} | {m[task]['n']} | {label} | "
                              f"{m[task][key]:.3f} | "
@@ -293,6 +348,8 @@ def run(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="llark eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--predictions", required=True, help="JSON lines written by llark infer")
     p.add_argument("--output", required=True, help="folder for metrics.json and report.md")
+    p.add_argument("--no-meteor", action="store_true",
+                   help="leave METEOR out of the caption metrics (it starts a Java process)")
     ns = p.parse_args(argv)
     try:
         records = read_predictions(ns.predictions)
@@ -302,7 +359,7 @@ def run(argv: list[str] | None = None) -> int:
     if not records:
         print(f"llark eval: error: {ns.predictions} holds no predictions", file=sys.stderr)
         return 2
-    metrics, scored = evaluate(records)
+    metrics, scored = evaluate(records, meteor=not ns.no_meteor)
     out = Path(ns.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
@@ -312,9 +369,12 @@ def run(argv: list[str] | None = None) -> int:
             f.write(json.dumps({"clip_id": s.record.get("clip_id"), "task": s.record.get("task"),
                                 "prediction": s.record.get("prediction"), "parsed": s.parsed,
                                 "score": s.score}, ensure_ascii=False) + "\n")
-    summary = ", ".join(f"{t} {metrics[t][k]:.3f}" for t, k in
-                        (("key", "weighted_score"), ("tempo", "acc1"), ("genre", "accuracy"),
-                         ("instruments", "micro_f1"), ("conversations", "token_f1"))
+    summary = ", ".join(f"{label} {metrics[t][k]:.3f}" for t, k, label in
+                        (("key", "weighted_score", "key"), ("tempo", "acc1", "tempo"),
+                         ("genre", "accuracy", "genre"), ("instruments", "micro_f1",
+                                                          "instruments"),
+                         ("conversations", "token_f1", "conversations"),
+                         ("captions", "bleu4", "BLEU-4"), ("captions", "cider_d", "CIDEr-D"))
                         if t in metrics)
     print(f"llark eval: {metrics['n_scored']} of {metrics['n_predictions']} predictions scored: "
           f"{summary or 'nothing scorable'} -> {out / 'metrics.json'}, {out / 'report.md'}")

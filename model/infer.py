@@ -28,31 +28,17 @@ import numpy as np
 import torch
 
 from llark.errors import ConfigError, EncoderError, LlarkError, ShardError
+# The questions and the labels they are scored against live with the scorer (torch-free), so
+# that `llark benchmark --checkpoint annotator` and `llark eval` need no torch.
+from model.evaluate import TASK_QUESTIONS, Labels
 from model.checkpoint import WEIGHTS_FILE, CheckpointError, load_weights, resolve_checkpoint
 from model.data import Sample, collate, open_shard_set, read_rows
 from model.masking import build_prompt
 from model.modeling import MusicLM, ModelSpec, audio_token_ids, build_model, read_spec
 from pipelines.schema import decode_embedding
 
-TASK_QUESTIONS = {
-    "key": "What is the key of this song?",
-    "tempo": "What is the tempo of this song, in beats per minute?",
-    "genre": "What is the genre of this song?",
-    "instruments": "Which instruments can be heard in this song?",
-}
 INFER_COLUMNS = ["id", "dataset", "split", "genres", "instruments", "tags", "annotation",
                  "conversations", "encoder", "n_frames", "dim", "embedding"]
-
-
-@dataclass(frozen=True)
-class Labels:
-    """What a clip's answers are scored against (from the shard row)."""
-
-    dataset: str = ""
-    key: str = ""
-    tempo_bpm: float | None = None
-    genres: tuple[str, ...] = ()
-    instruments: tuple[str, ...] = ()
 
 
 @dataclass
@@ -130,16 +116,13 @@ def shard_requests(shards: str | Path, questions: str = "tasks", splits: Sequenc
                 yield Request(row["id"], task, TASK_QUESTIONS[task], frames, labels=labels)
 
 
-def audio_request(audio: str | Path, prompt: str, spec: ModelSpec, encoder_name: str = "",
-                  start_s: float = 0.0, device: str = "auto") -> Request:
-    """Encode one clip window of an audio file with the checkpoint's encoder (embed.registry)."""
+def checkpoint_encoder(spec: ModelSpec, encoder_name: str = "") -> str:
+    """The registry name of the encoder that makes the checkpoint's frames (``encoder_name``
+    when given), checked against the projector's input size."""
     try:
-        from embed.registry import ENCODERS, build_encoder, encoder_info
+        from embed.registry import ENCODERS, encoder_info
     except ImportError as exc:
-        raise EncoderError(f"--audio needs the embed package ({exc})") from exc
-    from llark.audio import load_audio, probe_audio
-    from llark.windows import DEFAULT_CLIP_SECONDS
-
+        raise EncoderError(f"encoding audio needs the embed package ({exc})") from exc
     if not encoder_name:
         matches = [n for n in ENCODERS if encoder_info(n).name == spec.encoder]
         if not matches:
@@ -151,14 +134,34 @@ def audio_request(audio: str | Path, prompt: str, spec: ModelSpec, encoder_name:
     if info.dim != spec.audio_dim:
         raise ConfigError(f"encoder {encoder_name!r} makes {info.dim}-d frames, the checkpoint's "
                           f"projector reads {spec.audio_dim}-d ({spec.encoder})")
+    return encoder_name
+
+
+def encode_window(audio: str | Path, encoder: Any, sample_rate_hz: int,
+                  start_s: float = 0.0) -> np.ndarray:
+    """One clip window of ``audio`` from ``start_s`` (shorter at the end of a short file)
+    through ``encoder``: float16 frames (T, D)."""
+    from llark.audio import load_audio, probe_audio
+    from llark.windows import DEFAULT_CLIP_SECONDS
+
     duration = probe_audio(str(audio)).duration_s
     if start_s >= duration:
         raise ConfigError(f"--start-s {start_s} is past the end of {audio} ({duration:.2f} s)")
     end_s = min(start_s + DEFAULT_CLIP_SECONDS, duration)     # a short file is a short clip
-    wave, _ = load_audio(str(audio), info.sample_rate_hz, start_s, end_s)
-    encoder = build_encoder(encoder_name, device=device)
+    wave, _ = load_audio(str(audio), sample_rate_hz, start_s, end_s)
     (frames,) = encoder([wave])                                        # (T, D) float32
-    return Request(str(audio), "prompt", prompt, frames.astype(np.float16))
+    return frames.astype(np.float16)
+
+
+def audio_request(audio: str | Path, prompt: str, spec: ModelSpec, encoder_name: str = "",
+                  start_s: float = 0.0, device: str = "auto") -> Request:
+    """Encode one clip window of an audio file with the checkpoint's encoder (embed.registry)."""
+    from embed.registry import build_encoder, encoder_info
+
+    encoder_name = checkpoint_encoder(spec, encoder_name)
+    encoder = build_encoder(encoder_name, device=device)
+    frames = encode_window(audio, encoder, encoder_info(encoder_name).sample_rate_hz, start_s)
+    return Request(str(audio), "prompt", prompt, frames)
 
 
 # --------------------------------------------------------------------------- generation

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("model.train", "train the LLaVA-style music LM on shards"),
     "infer": ("model.infer", "generate answers from a checkpoint"),
     "eval": ("model.evaluate", "score answers with the paper's metrics"),
+    "benchmark": ("model.benchmark", "the paper's benchmarks, from their files"),
     "run": ("dags.local", "run the whole stage graph locally"),
 }
 

@@ -1,0 +1,517 @@
+"""``llark benchmark``: a checkpoint, or the project's annotators, on the paper's benchmarks.
+
+    llark benchmark --name giantsteps-key|giantsteps-tempo|gtzan|medleydb --data-dir DIR
+                    --checkpoint RUN_OR_CKPT|annotator [--output DIR] [--limit N] [--start-s S]
+
+Each benchmark is read from its own published files (layouts below); every track is asked the
+paper's question for its task (:data:`model.evaluate.TASK_QUESTIONS`) about one clip window
+(23.777 s from ``--start-s``, the window the model was trained on), and the answers are scored
+by :func:`model.evaluate.evaluate`, the scorer of ``llark eval``:
+
+=================  ===========================================  ==================================
+name               files read                                   task and metric
+=================  ===========================================  ==================================
+giantsteps-key     ``annotations/key/<id>.key`` + ``audio/<id>.  key: MIREX weighted score
+                   {mp3,wav,flac,ogg}``                          (mir_eval)
+giantsteps-tempo   ``annotations_v2/tempo/<id>.bpm`` (else       tempo: Acc1, Acc2 (4 %)
+                   ``annotations/tempo/``) + ``audio/<id>.*``
+gtzan              ``genres/<genre>/<genre>.000NN.{wav,au}``     genre: accuracy (10 genres)
+medleydb           ``Audio/<track>/<track>_MIX.wav`` + metadata  instruments: micro F1 (and mean
+                   ``<track>_METADATA.yaml`` (in the track       per-track F1) over the stems'
+                   folder or in ``Metadata/``)                   instrument labels
+=================  ===========================================  ==================================
+
+``--checkpoint annotator`` answers key and tempo with the consensus annotator (madmom + essentia,
+``annotate/``), the source of the training labels, on the same window: its score is the ceiling
+those labels set. The annotators estimate no genre and no instruments, so ``gtzan`` and
+``medleydb`` have no annotator run (the command says so and exits with status 2).
+
+Every track is accounted for: scored, or skipped with a counted reason (``no audio``,
+``no annotation``, ``unreadable annotation``, ``unreadable audio``, ``analysis failed``,
+``no instruments``) listed in ``skipped.jsonl``. Outputs in ``--output``: ``predictions.jsonl``
+(the format of ``llark infer``, so ``llark eval`` rescores it), ``metrics.json``, ``report.md``
+and ``skipped.jsonl``.
+
+mirdata's loaders are not used: mirdata 1.0 fetches the full index of each of these data sets
+from the network on first use (only sample indexes ship in the wheel), which cannot run offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from llark.errors import AnalysisError, AudioError, AudioTooShortError, ConfigError, LlarkError
+from model.evaluate import TASK_QUESTIONS, Labels, Vocabulary, evaluate, markdown_report
+
+ANNOTATOR = "annotator"
+AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".au", ".aiff")
+#: GTZAN's ten genre folders, and the name an answer is searched for (hiphop -> "hip hop";
+#: the search also finds "hiphop" and "hip-hop").
+GTZAN_GENRES = {"blues": "blues", "classical": "classical", "country": "country",
+                "disco": "disco", "hiphop": "hip hop", "jazz": "jazz", "metal": "metal",
+                "pop": "pop", "reggae": "reggae", "rock": "rock"}
+
+# Skip reasons (counted in metrics.json, one line each in skipped.jsonl).
+NO_AUDIO = "no audio"
+NO_ANNOTATION = "no annotation"
+BAD_ANNOTATION = "unreadable annotation"
+BAD_AUDIO = "unreadable audio"
+ANALYSIS_FAILED = "analysis failed"
+NO_INSTRUMENTS = "no instruments"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark track: its id, its audio file and the labels its answer is scored on."""
+
+    item_id: str
+    audio: Path
+    labels: Labels
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A track that is not scored: the counted reason and a message saying what to fix."""
+
+    item_id: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BenchmarkData:
+    """What a reader found in ``--data-dir``."""
+
+    items: tuple[Item, ...]
+    skipped: tuple[Skip, ...]
+    vocabulary: Vocabulary
+    source: str            # which annotation files the references come from
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark of the paper: its dataset name in the records, task and reader."""
+
+    name: str
+    task: str              # a key of TASK_QUESTIONS
+    read: Callable[[Path], BenchmarkData]
+    annotator_has_it: bool  # do the annotators estimate this task?
+
+
+# --------------------------------------------------------------------------- readers
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a folder: {what}")
+    return path
+
+
+def _audio_by_stem(folder: Path) -> dict[str, Path]:
+    """Audio files of ``folder`` by name without the audio suffix (``10089.LOFI``)."""
+    if not folder.is_dir():
+        return {}
+    return {p.name[: -len(p.suffix)]: p for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+
+
+def _giantsteps(data_dir: Path, name: str, ann_dirs: Sequence[str], suffix: str,
+                parse: Callable[[str], Labels]) -> BenchmarkData:
+    ann_dir = next((data_dir / d for d in ann_dirs if (data_dir / d).is_dir()), None)
+    if ann_dir is None:
+        raise ConfigError(f"{data_dir}: no {' or '.join(a + '/' for a in ann_dirs)} folder "
+                          f"(the {name} data set's layout: those folders of *{suffix} files, "
+                          "and audio/ with the tracks)")
+    audio = _audio_by_stem(data_dir / "audio")
+    items: list[Item] = []
+    skipped: list[Skip] = []
+    annotated: set[str] = set()
+    for path in sorted(ann_dir.glob(f"*{suffix}")):
+        stem = path.name[: -len(suffix)]
+        annotated.add(stem)
+        item_id = f"{name}:{stem}"
+        text = path.read_text(errors="replace").strip()
+        try:
+            labels = parse(text)
+        except (LlarkError, ValueError) as exc:
+            skipped.append(Skip(item_id, BAD_ANNOTATION, f"{path}: {text[:60]!r} is not read "
+                                f"as a {name} reference ({exc})"))
+            continue
+        if stem not in audio:
+            skipped.append(Skip(item_id, NO_AUDIO, f"{path} has no audio/{stem}.mp3 (or .wav, "
+                                ".flac, .ogg): fetch the audio next to the annotations"))
+            continue
+        items.append(Item(item_id, audio[stem], labels))
+    for stem, path in audio.items():
+        if stem not in annotated:
+            skipped.append(Skip(f"{name}:{stem}", NO_ANNOTATION,
+                                f"{path} has no {ann_dir.name}/{stem}{suffix}"))
+    return BenchmarkData(tuple(items), tuple(skipped), Vocabulary(),
+                         str(ann_dir.relative_to(data_dir)))
+
+
+def _key_labels(text: str) -> Labels:
+    from llark.music import spell_key
+
+    first = text.splitlines()[0].strip() if text else ""
+    if not first:
+        raise ConfigError("the file is empty")
+    return Labels(dataset="giantsteps-key", key=spell_key(first[:1].upper() + first[1:]))
+
+
+def _tempo_labels(text: str) -> Labels:
+    bpm = float(text.split()[0]) if text else float("nan")
+    if not np.isfinite(bpm) or bpm <= 0:
+        raise ConfigError(f"tempo must be a positive number of BPM, got {text!r}")
+    return Labels(dataset="giantsteps-tempo", tempo_bpm=bpm)
+
+
+def read_giantsteps_key(data_dir: Path) -> BenchmarkData:
+    """GiantSteps Key: ``annotations/key/<id>.key`` (one key, e.g. ``"F minor"``) + ``audio/``."""
+    return _giantsteps(_require_dir(data_dir, "--data-dir must be the GiantSteps key data set"),
+                       "giantsteps-key", ("annotations/key",), ".key", _key_labels)
+
+
+def read_giantsteps_tempo(data_dir: Path) -> BenchmarkData:
+    """GiantSteps Tempo: ``annotations_v2/tempo/<id>.bpm`` (the revised tempi; else
+    ``annotations/tempo/``), one number each, + ``audio/``."""
+    return _giantsteps(_require_dir(data_dir, "--data-dir must be the GiantSteps tempo data set"),
+                       "giantsteps-tempo", ("annotations_v2/tempo", "annotations/tempo"), ".bpm",
+                       _tempo_labels)
+
+
+def read_gtzan(data_dir: Path) -> BenchmarkData:
+    """GTZAN: ``genres/<genre>/<genre>.000NN.wav`` (or ``.au``); the folder is the label."""
+    _require_dir(data_dir, "--data-dir must be the GTZAN data set")
+    root = next((data_dir / d for d in ("genres", "genres_original") if (data_dir / d).is_dir()),
+                None)
+    if root is None:
+        raise ConfigError(f"{data_dir}: no genres/ folder (GTZAN's layout: "
+                          "genres/<genre>/<genre>.000NN.wav)")
+    items: list[Item] = []
+    skipped: list[Skip] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(folder.iterdir()):
+            if not path.is_file() or path.suffix.lower() not in AUDIO_SUFFIXES:
+                continue
+            stem = path.name[: -len(path.suffix)]
+            item_id = f"gtzan:{stem}"
+            if folder.name not in GTZAN_GENRES:
+                skipped.append(Skip(item_id, BAD_ANNOTATION, f"{path}: {folder.name!r} is not "
+                                    f"one of GTZAN's genres ({', '.join(GTZAN_GENRES)})"))
+            elif not stem.startswith(folder.name + "."):
+                skipped.append(Skip(item_id, BAD_ANNOTATION, f"{path}: the file name does not "
+                                    f"start with its folder's genre {folder.name!r}"))
+            else:
+                items.append(Item(item_id, path, Labels(dataset="gtzan",
+                                                        genres=(GTZAN_GENRES[folder.name],))))
+    return BenchmarkData(tuple(items), tuple(skipped),
+                         Vocabulary(genres={"gtzan": tuple(GTZAN_GENRES.values())}),
+                         str(root.relative_to(data_dir)))
+
+
+def _stem_instruments(meta: Any) -> tuple[str, ...]:
+    stems = meta.get("stems") if isinstance(meta, dict) else None
+    if not isinstance(stems, dict):
+        raise ConfigError("no 'stems' mapping")
+    found: set[str] = set()
+    for stem in stems.values():
+        inst = stem.get("instrument") if isinstance(stem, dict) else None
+        for name in ([inst] if isinstance(inst, str) else inst or []):
+            if isinstance(name, str) and name.strip():
+                found.add(name.strip().lower())
+    return tuple(sorted(found))
+
+
+def read_medleydb(data_dir: Path) -> BenchmarkData:
+    """MedleyDB: ``Audio/<track>/<track>_MIX.wav``; the instruments are those of the stems in
+    ``<track>_METADATA.yaml`` (beside the mix, or in ``Metadata/``)."""
+    import yaml
+
+    audio_root = _require_dir(data_dir, "--data-dir must be the MedleyDB data set") / "Audio"
+    if not audio_root.is_dir():
+        raise ConfigError(f"{data_dir}: no Audio/ folder (MedleyDB's layout: "
+                          "Audio/<track>/<track>_MIX.wav + <track>_METADATA.yaml)")
+    parsed: list[tuple[str, Path, tuple[str, ...]]] = []
+    skipped: list[Skip] = []
+    for folder in sorted(p for p in audio_root.iterdir() if p.is_dir()):
+        track = folder.name
+        item_id = f"medleydb:{track}"
+        mix = folder / f"{track}_MIX.wav"
+        meta_path = next((p for p in (folder / f"{track}_METADATA.yaml",
+                                      data_dir / "Metadata" / f"{track}_METADATA.yaml")
+                          if p.is_file()), None)
+        if meta_path is None:
+            skipped.append(Skip(item_id, NO_ANNOTATION, f"no {track}_METADATA.yaml in {folder} "
+                                f"or {data_dir / 'Metadata'}"))
+            continue
+        try:
+            instruments = _stem_instruments(yaml.safe_load(meta_path.read_text()))
+        except (yaml.YAMLError, ConfigError) as exc:
+            skipped.append(Skip(item_id, BAD_ANNOTATION, f"{meta_path}: {exc}"))
+            continue
+        if not instruments:
+            skipped.append(Skip(item_id, NO_INSTRUMENTS, f"{meta_path} names no stem instrument"))
+            continue
+        if not mix.is_file():
+            skipped.append(Skip(item_id, NO_AUDIO, f"{mix} is missing"))
+            continue
+        parsed.append((item_id, mix, instruments))
+    vocab = sorted({i for _, _, inst in parsed for i in inst})
+    items = tuple(Item(i, mix, Labels(dataset="medleydb", instruments=inst))
+                  for i, mix, inst in parsed)
+    return BenchmarkData(items, tuple(skipped), Vocabulary(instruments={"medleydb": vocab}),
+                         "Audio/*/*_METADATA.yaml")
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b for b in (
+        Benchmark("giantsteps-key", "key", read_giantsteps_key, annotator_has_it=True),
+        Benchmark("giantsteps-tempo", "tempo", read_giantsteps_tempo, annotator_has_it=True),
+        Benchmark("gtzan", "genre", read_gtzan, annotator_has_it=False),
+        Benchmark("medleydb", "instruments", read_medleydb, annotator_has_it=False),
+    )}
+
+
+# --------------------------------------------------------------------------- answerers
+
+class Answerer(Protocol):
+    """Answers the benchmark's question about items: ``prepare`` reads one item (raising a
+    typed :class:`LlarkError` for audio it cannot use), ``answer`` answers prepared items."""
+
+    label: str
+
+    def prepare(self, item: Item, task: str) -> Any: ...
+
+    def answer(self, prepared: Sequence[Any], task: str) -> list[str]: ...
+
+
+def _check_window(audio: Path, start_s: float) -> float:
+    """The track's duration; a track that ends before ``start_s`` is skipped, not fatal."""
+    from llark.audio import probe_audio
+
+    duration = probe_audio(str(audio)).duration_s
+    if start_s >= duration:
+        raise AudioTooShortError(f"{audio} is {duration:.2f} s long: the window at --start-s "
+                                 f"{start_s} is past its end")
+    return duration
+
+
+class ModelAnswerer:
+    """A checkpoint: its encoder makes the window's frames, the model answers the question."""
+
+    def __init__(self, checkpoint: str, start_s: float, device: str, dtype: str,
+                 encoder_name: str, max_new_tokens: int) -> None:
+        import torch
+
+        from embed.registry import build_encoder, encoder_info
+        from model.checkpoint import CheckpointError
+        from model.infer import (GenerationConfig, _system_prompt, checkpoint_encoder,
+                                 load_for_inference)
+
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" \
+            else device
+        try:
+            self.model, self.tokenizer, self.spec = load_for_inference(
+                checkpoint, self.device, getattr(torch, dtype))
+        except CheckpointError as exc:
+            raise ConfigError(f"--checkpoint {checkpoint}: {exc} (or pass --checkpoint "
+                              f"{ANNOTATOR} to score the annotators)") from exc
+        name = checkpoint_encoder(self.spec, encoder_name)
+        self.encoder = build_encoder(name, device=device)
+        self.sample_rate_hz = encoder_info(name).sample_rate_hz
+        self.start_s = start_s
+        self.gen = GenerationConfig(max_new_tokens=max_new_tokens,
+                                    system_prompt=_system_prompt(checkpoint))
+        self.label = f"checkpoint {checkpoint} ({self.spec.lm}, {name} frames, greedy)"
+
+    def prepare(self, item: Item, task: str) -> Any:
+        from model.infer import Request, encode_window
+
+        _check_window(item.audio, self.start_s)
+        frames = encode_window(item.audio, self.encoder, self.sample_rate_hz, self.start_s)
+        return Request(item.item_id, task, TASK_QUESTIONS[task], frames, labels=item.labels)
+
+    def answer(self, prepared: Sequence[Any], task: str) -> list[str]:
+        from model.infer import generate
+
+        return generate(self.model, self.tokenizer, prepared, self.gen, self.device)
+
+
+class AnnotatorAnswerer:
+    """The consensus annotator (``annotate/``) on the same window: key as ``"F# minor"``, tempo
+    as ``"121.3 BPM"`` (``""`` when it finds none, which scores 0)."""
+
+    def __init__(self, start_s: float, backend: str = "consensus") -> None:
+        from annotate.annotator import ANALYSIS_RATE_HZ, build_annotator
+
+        self.annotate = build_annotator(backend)
+        self.sample_rate_hz = ANALYSIS_RATE_HZ
+        self.start_s = start_s
+        self.label = f"the {backend} annotator (annotate/, the training labels' source)"
+
+    def prepare(self, item: Item, task: str) -> Any:
+        from llark.audio import load_audio
+        from llark.windows import DEFAULT_CLIP_SECONDS
+
+        duration = _check_window(item.audio, self.start_s)
+        wave, sr = load_audio(str(item.audio), self.sample_rate_hz, self.start_s,
+                              min(self.start_s + DEFAULT_CLIP_SECONDS, duration))
+        result = self.annotate(wave, sr)
+        if task == "key":
+            return result.key
+        return f"{result.tempo_bpm:.2f} BPM" if result.tempo_bpm > 0 else ""
+
+    def answer(self, prepared: Sequence[Any], task: str) -> list[str]:
+        return [str(p) for p in prepared]
+
+
+# --------------------------------------------------------------------------- running
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Records (``llark infer``'s format), skips and the metrics of one benchmark run."""
+
+    records: tuple[dict[str, Any], ...]
+    skipped: tuple[Skip, ...]
+    metrics: dict[str, Any]
+
+
+def _prediction_record(item: Item, task: str, answer: str) -> dict[str, Any]:
+    return {"clip_id": item.item_id, "task": task, "question": TASK_QUESTIONS[task],
+            "prediction": answer, "reference": "", "conversation_id": "", "family": "",
+            "labels": asdict(item.labels), "audio": str(item.audio)}
+
+
+def run_benchmark(bench: Benchmark, data: BenchmarkData, answerer: Answerer, limit: int = 0,
+                  batch_size: int = 8, progress: Callable[[int], None] | None = None
+                  ) -> BenchmarkResult:
+    """Ask ``answerer`` about (the first ``limit`` of) ``data``'s items and score the answers."""
+    items = data.items[:limit] if limit else data.items
+    records: list[dict[str, Any]] = []
+    skipped = list(data.skipped)
+    for start in range(0, len(items), batch_size):
+        chunk: list[tuple[Item, Any]] = []
+        for item in items[start:start + batch_size]:
+            try:
+                chunk.append((item, answerer.prepare(item, bench.task)))
+            except AudioError as exc:
+                skipped.append(Skip(item.item_id, BAD_AUDIO, f"{type(exc).__name__}: {exc}"))
+            except AnalysisError as exc:
+                skipped.append(Skip(item.item_id, ANALYSIS_FAILED, str(exc)))
+        answers = answerer.answer([p for _, p in chunk], bench.task) if chunk else []
+        records += [_prediction_record(item, bench.task, a) for (item, _), a in zip(chunk, answers)]
+        if progress is not None:
+            progress(len(items[start:start + batch_size]))
+    metrics, _ = evaluate(records, vocabulary=data.vocabulary, meteor=False)
+    metrics.update({
+        "benchmark": bench.name, "task": bench.task, "answerer": answerer.label,
+        "references": data.source, "n_tracks": len(data.items) + len(data.skipped),
+        "n_asked": len(items), "n_not_asked_limit": len(data.items) - len(items),
+        "skipped": dict(sorted(Counter(s.reason for s in skipped).items()))})
+    return BenchmarkResult(tuple(records), tuple(skipped), metrics)
+
+
+def _report(result: BenchmarkResult, data_dir: Path) -> str:
+    m = result.metrics
+    head = markdown_report(m, f"{m['benchmark']} ({data_dir})")
+    lines = [head.rstrip(), "",
+             f"Answers by {m['answerer']}; references from `{m['references']}`.",
+             f"{m['n_tracks']} tracks found, {m['n_asked']} asked"
+             + (f" (--limit left {m['n_not_asked_limit']} out)" if m["n_not_asked_limit"] else "")
+             + "; skipped: " + (", ".join(f"{r} {n}" for r, n in m["skipped"].items()) or "none")
+             + " (skipped.jsonl says which and why).", ""]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llark benchmark", description=__doc__.split("\n\n")[0])
+    p.add_argument("--name", required=True, choices=tuple(BENCHMARKS))
+    p.add_argument("--data-dir", required=True, help="the benchmark's files, as published")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint folder or training --output, or 'annotator' for the "
+                        "project's consensus annotator (key and tempo only)")
+    p.add_argument("--output", default="", help="folder for predictions.jsonl, metrics.json, "
+                   "report.md, skipped.jsonl (default: benchmark-<name>)")
+    p.add_argument("--limit", type=int, default=0, help="ask at most this many tracks (0 = all)")
+    p.add_argument("--start-s", type=float, default=0.0,
+                   help="where the clip window starts in each track (seconds)")
+    p.add_argument("--encoder", default="",
+                   help="registry name of the encoder (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    return p
+
+
+def _answerer(ns: argparse.Namespace) -> Answerer:
+    if ns.checkpoint == ANNOTATOR:
+        return AnnotatorAnswerer(ns.start_s)
+    return ModelAnswerer(ns.checkpoint, ns.start_s, ns.device, ns.dtype, ns.encoder,
+                         ns.max_new_tokens)
+
+
+def run(argv: list[str] | None = None) -> int:
+    from tqdm.auto import tqdm
+
+    ns = build_parser().parse_args(argv)
+    bench = BENCHMARKS[ns.name]
+    if ns.limit < 0 or ns.batch_size < 1 or ns.max_new_tokens < 1 or ns.start_s < 0:
+        print("llark benchmark: error: --limit and --start-s must be >= 0, --batch-size and "
+              "--max-new-tokens >= 1", file=sys.stderr)
+        return 2
+    if ns.checkpoint == ANNOTATOR and not bench.annotator_has_it:
+        print(f"llark benchmark: error: the annotators estimate key and tempo only; {bench.name}"
+              f" ({bench.task}) has no annotator to score: the training data's {bench.task} "
+              "labels come from the datasets' metadata, not from annotate/", file=sys.stderr)
+        return 2
+    try:
+        data = bench.read(Path(ns.data_dir))
+        if not data.items:
+            raise ConfigError(f"{ns.data_dir}: no {bench.name} track to ask about "
+                              f"({len(data.skipped)} skipped: "
+                              + ", ".join(f"{r} {n}" for r, n in
+                                          Counter(s.reason for s in data.skipped).items())
+                              + ")")
+        answerer = _answerer(ns)
+    except (LlarkError, FileNotFoundError) as exc:
+        print(f"llark benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    n = min(ns.limit, len(data.items)) if ns.limit else len(data.items)
+    bar = tqdm(total=n, desc=bench.name, file=sys.stderr)
+    result = run_benchmark(bench, data, answerer, ns.limit, ns.batch_size, bar.update)
+    bar.close()
+    out = Path(ns.output or f"benchmark-{bench.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(out / "predictions.jsonl", result.records)
+    _write_jsonl(out / "skipped.jsonl", (asdict(s) for s in result.skipped))
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2, sort_keys=True))
+    (out / "report.md").write_text(_report(result, Path(ns.data_dir)))
+    m = result.metrics
+    score = {"key": ("weighted_score", "MIREX weighted score"), "tempo": ("acc1", "Acc1"),
+             "genre": ("accuracy", "accuracy"), "instruments": ("micro_f1", "micro F1")}
+    key, name = score[bench.task]
+    extra = f", Acc2 {m['tempo']['acc2']:.3f}" if bench.task == "tempo" and "tempo" in m else ""
+    value = f"{m[bench.task][key]:.3f}" if bench.task in m else "n/a (nothing scored)"
+    print(f"llark benchmark: {bench.name}: {m['n_scored']} of {m['n_tracks']} tracks scored by "
+          f"{answerer.label}: {name} {value}{extra}; skipped {sum(m['skipped'].values())} "
+          f"-> {out / 'report.md'}")
+    return 0
+
+
+def _write_jsonl(path: Path, rows: Iterator[dict[str, Any]] | Sequence[dict[str, Any]]) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())
