@@ -46,7 +46,10 @@ Rows within a shard are in no particular order (the trainer shuffles).
 ``_index.json`` (written last by :func:`pipelines.stage.commit`): schema version, rows and
 sha256 per shard, the resolved config, skips by reason, dead letters by type, and counts:
 inputs per set, ``rows``, ``conversations`` (and per family), ``rows_without_annotation``,
-``shards``, the encoder, frame rate and dimension of the embeddings.
+``shards``, the encoder, frame rate and dimension of the embeddings. All of them come from the
+pipeline's counters (:func:`pipelines.stage.tally`), none from re-reading rows; every clip
+record of the inputs must reach the join and end as a row, a skip or a dead letter
+(``unaccounted`` = 0), or the run fails.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -77,12 +79,17 @@ from pipelines.schema import (
     to_table,
 )
 from pipelines.stage import (
+    DEAD_PREFIX,
     SKIP_TAG,
+    Tallies,
+    TallyCounts,
+    count_input_rows,
     parse_stage_args,
     read_complete_index,
     read_input_rows,
     run_stage,
     skipped_json,
+    tally,
     with_dead_letters,
 )
 
@@ -171,14 +178,6 @@ def input_bytes(*specs: str) -> int:
     return total
 
 
-def input_rows(spec: str) -> int:
-    total = 0
-    for folder in _folders(spec):
-        index = read_complete_index(folder)
-        total += index.total_rows if index is not None else 0
-    return total
-
-
 def shard_of(clip_id: str, n_shards: int) -> int:
     """Stable shard number of a clip (the same on every worker and every run)."""
     digest = hashlib.sha1(clip_id.encode("utf-8")).digest()
@@ -254,7 +253,12 @@ class JoinFn(beam.DoFn):
 
     def process(self, element: tuple[str, dict]) -> Iterable[Any]:
         clip_id, groups = element
-        out = join_clip(clip_id, list(groups["clip"]), list(groups["annotation"]),
+        clips = list(groups["clip"])
+        if clips:
+            # counted before the join: a key that fails is dead-lettered, and still reached it
+            tally("keys_with_clip")
+            tally("clip_records_joined", len(clips))
+        out = join_clip(clip_id, clips, list(groups["annotation"]),
                         list(groups["instructions"]), list(groups["embedding"]),
                         self._spec, self._splits)
         if isinstance(out, str):
@@ -293,18 +297,15 @@ def open_shard_writer(stream: Any) -> pq.ParquetWriter:
 
 class WriteShardFn(beam.DoFn):
     """``(shard, rows)`` → ``{staging}/data/part-{shard:05d}.parquet``, a row group at a time;
-    yields the shard's statistics (JSON) for the index counts."""
+    the shard's statistics go to the pipeline's counters."""
 
     def __init__(self, staging: str, row_group_mb: int) -> None:
         self._staging = staging
         self._group_bytes = row_group_mb << 20
 
-    def process(self, element: tuple[int, Iterable[dict]]) -> Iterable[str]:
+    def process(self, element: tuple[int, Iterable[dict]]) -> None:
         shard, rows = element
         path = FileSystems.join(self._staging, "data", f"part-{shard:05d}.parquet")
-        stats: dict[str, Any] = {"shard": shard, "rows": 0, "row_groups": 0,
-                                 "rows_without_annotation": 0, "conversations": 0,
-                                 "families": {}}
         buffer: list[dict] = []
         buffered = 0
         with FileSystems.create(path) as stream:
@@ -312,54 +313,59 @@ class WriteShardFn(beam.DoFn):
             for row in rows:
                 buffer.append(row)
                 buffered += row_bytes(row)
-                stats["rows"] += 1
-                stats["rows_without_annotation"] += row["annotation"] is None
-                stats["conversations"] += len(row["conversations"])
+                tally("rows")
+                tally("rows_without_annotation", int(row["annotation"] is None))
+                tally("conversations", len(row["conversations"]))
                 for conv in row["conversations"]:
-                    fam = stats["families"]
-                    fam[conv["family"]] = fam.get(conv["family"], 0) + 1
+                    tally(f"conversations_by_family/{conv['family']}")
                 if buffered >= self._group_bytes:
                     writer.write_table(to_table(buffer, TRAINING_SCHEMA), row_group_size=len(buffer))
-                    stats["row_groups"] += 1
+                    tally("row_groups")
                     buffer, buffered = [], 0
             if buffer:
                 writer.write_table(to_table(buffer, TRAINING_SCHEMA), row_group_size=len(buffer))
-                stats["row_groups"] += 1
+                tally("row_groups")
             writer.close()
-        yield json.dumps(stats, sort_keys=True)
+        tally("shards")
 
 
 # --------------------------------------------------------------------------- pipeline
 
-class ShardsCounts:
-    """The index counts, read after the run from the shard statistics the writers staged."""
+@dataclass(frozen=True)
+class ShardsCounts(TallyCounts):
+    """The index counts: the inputs' sizes from their indexes, the rest from the counters."""
 
-    def __init__(self, staging: str, base: dict[str, Any]) -> None:
-        self._staging = staging
-        self._base = base
+    inputs_clips: int
+    inputs_annotations: int
+    inputs_instructions: int
+    inputs_embeddings: int
+    planned_shards: int
+    estimated_bytes: int
+    spec: EmbeddingSpec | None
 
-    def __call__(self) -> dict[str, Any]:
-        counts = dict(self._base)
-        rows = groups = no_ann = convs = shards = 0
-        families: dict[str, int] = {}
-        pattern = FileSystems.join(self._staging, "stats", "*")
-        for meta in FileSystems.match([pattern])[0].metadata_list:
-            with FileSystems.open(meta.path) as f:
-                for line in f.read().decode("utf-8").splitlines():
-                    if not line.strip():
-                        continue
-                    s = json.loads(line)
-                    shards += 1
-                    rows += s["rows"]
-                    groups += s["row_groups"]
-                    no_ann += s["rows_without_annotation"]
-                    convs += s["conversations"]
-                    for fam, n in s["families"].items():
-                        families[fam] = families.get(fam, 0) + n
-        counts.update(rows=rows, row_groups=groups, rows_without_annotation=no_ann,
-                      conversations=convs, shards=shards)
-        for fam, n in sorted(families.items()):
+    def __call__(self, tallies: Tallies) -> dict[str, Any]:
+        skipped = tallies.skipped
+        rows, dead = tallies.get("rows"), tallies.total(DEAD_PREFIX)
+        ended = rows + sum(skipped.values()) - skipped.get("no_clip_record", 0) + dead
+        counts: dict[str, Any] = {
+            "inputs_clips": self.inputs_clips,
+            "inputs_annotations": self.inputs_annotations,
+            "inputs_instructions": self.inputs_instructions,
+            "inputs_embeddings": self.inputs_embeddings,
+            "planned_shards": self.planned_shards,
+            "estimated_bytes": self.estimated_bytes,
+            "rows": rows, "row_groups": tallies.get("row_groups"),
+            "rows_without_annotation": tallies.get("rows_without_annotation"),
+            "conversations": tallies.get("conversations"), "shards": tallies.get("shards"),
+            # clip records that never reached the join + clip ids with no outcome
+            "unaccounted": (self.inputs_clips - tallies.get("clip_records_joined"))
+                           + (tallies.get("keys_with_clip") - ended),
+        }
+        for fam, n in tallies.group("conversations_by_family/").items():
             counts[f"conversations_{fam}"] = n
+        if self.spec is not None:
+            counts.update(encoder=self.spec.encoder, frame_rate_hz=self.spec.frame_rate_hz,
+                          dim=self.spec.dim)
         return counts
 
 
@@ -387,20 +393,13 @@ def build_shards(pipeline: beam.Pipeline, cfg: ShardsConfig, staging: str) -> Sh
     (rows
      | "GroupByShard" >> beam.GroupByKey()
      | "WriteShards" >> beam.ParDo(WriteShardFn(staging, min(cfg.row_group_mb,
-                                                              cfg.target_shard_mb)))
-     | "WriteShardStats" >> beam.io.WriteToText(FileSystems.join(staging, "stats", "shards"),
-                                                file_name_suffix=".jsonl"))
-    base: dict[str, Any] = {
-        "inputs_clips": input_rows(cfg.clips),
-        "inputs_annotations": input_rows(cfg.annotations) if cfg.annotations else 0,
-        "inputs_instructions": input_rows(cfg.instructions),
-        "inputs_embeddings": input_rows(cfg.embeddings),
-        "planned_shards": n_shards,
-        "estimated_bytes": estimate,
-    }
-    if spec is not None:
-        base.update(encoder=spec.encoder, frame_rate_hz=spec.frame_rate_hz, dim=spec.dim)
-    return ShardsCounts(staging, base)
+                                                              cfg.target_shard_mb))))
+    return ShardsCounts(
+        inputs_clips=count_input_rows(cfg.clips),
+        inputs_annotations=count_input_rows(cfg.annotations) if cfg.annotations else 0,
+        inputs_instructions=count_input_rows(cfg.instructions),
+        inputs_embeddings=count_input_rows(cfg.embeddings),
+        planned_shards=n_shards, estimated_bytes=estimate, spec=spec)
 
 
 class ShardsBuild:
@@ -422,11 +421,13 @@ def run(argv: list[str] | None = None) -> int:
         result = run_stage(STAGE, "training_row", cfg.output, cfg, args.beam_args,
                            ShardsBuild(cfg), force=args.force,
                            max_error_rate=args.max_error_rate,
-                           inputs_count=input_rows(cfg.clips))
+                           inputs_count=count_input_rows(cfg.clips))
     except LlarkError as exc:
         print(f"llark shards: error: {exc}", file=sys.stderr)
         return 1
     idx = result.index
+    if idx is None:           # a dry run
+        return 0
     sizes = [s.bytes / 2**20 for s in idx.shards]
     if sizes and not result.skipped_run:
         print(f"[{STAGE}] shard sizes {min(sizes):.1f}-{max(sizes):.1f} MB "
