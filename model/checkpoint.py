@@ -107,9 +107,23 @@ class WarmupSchedule:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
-                   kind: str, min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+                   kind: str, min_ratio: float, learning_rate: float,
+                   start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of one plan, positioned after ``start_step`` scheduler steps.
+
+    Every param group's peak lr becomes ``learning_rate`` (whatever an optimizer state loaded
+    from a checkpoint says), and the groups' lr is set to the plan's value at ``start_step``:
+    a resumed run follows the plan it is given from its current step on, as if it had been
+    planned that way from the start.
+    """
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = learning_rate
+    # last_epoch = start_step - 1: LambdaLR's first (initial) step lands on start_step
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupSchedule(warmup_steps, total_steps, kind, min_ratio))
+        optimizer, WarmupSchedule(warmup_steps, total_steps, kind, min_ratio),
+        last_epoch=start_step - 1)
 
 
 # --------------------------------------------------------------------------- weights

@@ -26,6 +26,13 @@ ATTENTION = ("sdpa", "eager", "flash_attention_2")
 STRUCTURAL_KEYS = ("model", "tiny_hidden_size", "tiny_layers", "tiny_heads",
                    "tiny_intermediate_size", "projector", "projector_hidden_size", "trainable",
                    "lora_r", "lora_alpha", "lora_target_modules")
+# keys of the optimisation plan: a resumed run applies changed values from its current step on
+# (the schedule re-planned, the optimizer's hyper-parameters set); see docs/training.md
+PLAN_KEYS = ("max_steps", "learning_rate", "warmup_ratio", "lr_schedule", "min_lr_ratio",
+             "weight_decay", "adam_beta1", "adam_beta2", "adam_eps")
+# keys the saved data position depends on: a resumed run with other values is refused
+# (the seed orders every epoch's row groups and rows; a position indexes into that order)
+DATA_ORDER_KEYS = ("seed", "num_workers")
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,12 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- model
     model: str = doc("'tiny' (a random-initialised Llama built in code, byte-level tokenizer, no "
-                     "download) or a Hugging Face causal LM: a local folder or a hub name",
+                     "download) or a Hugging Face causal LM: a local folder, or a hub name "
+                     "already in the Hugging Face cache (or fetched with hub_download=true)",
                      default="tiny")
+    hub_download: bool = doc("let transformers download the model and tokenizer from the "
+                             "Hugging Face hub when they are not local (default: local files "
+                             "only, nothing is downloaded at run time)", default=False)
     tiny_hidden_size: int = doc("hidden size of the tiny Llama", default=64)
     tiny_layers: int = doc("decoder layers of the tiny Llama", default=2)
     tiny_heads: int = doc("attention heads of the tiny Llama", default=4)
@@ -71,8 +82,14 @@ class TrainConfig:
                           "supervised is left", default=1024)
     max_audio_frames: int = doc("keep at most this many audio frames per clip (0 = all)",
                                 default=0)
-    shuffle_buffer: int = doc("rows held by each data worker's shuffle buffer (0 = no "
+    shuffle_buffer: int = doc("most rows held by each data worker's shuffle buffer (0 = no "
                               "shuffling: row groups and rows in stored order)", default=64)
+    shuffle_buffer_mb: float = doc(
+        "most MB (2^20 bytes) of embeddings held by the shuffle buffers of one rank, split "
+        "evenly over its data workers; a buffer holds whichever is fewer, shuffle_buffer rows "
+        "or this many bytes (Jukebox rows are 2.18 MB: 256 MB = ~117 rows). Host memory per "
+        "rank for data is about this + (1 + num_workers) row groups + prefetched batches "
+        "(docs/training.md)", default=256.0)
     num_workers: int = doc("DataLoader worker processes per rank (0 = load in the training "
                            "process)", default=0)
     verify_checksums: bool = doc("check every shard's sha256 against _index.json before "
@@ -153,6 +170,8 @@ class TrainConfig:
             bad(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.min_lr_ratio <= 1:
             bad(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.shuffle_buffer_mb <= 0:
+            bad(f"shuffle_buffer_mb must be > 0, got {self.shuffle_buffer_mb}")
         if self.learning_rate <= 0:
             bad(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.lora_dropout < 1:

@@ -26,18 +26,18 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from llark.errors import ShardError
 from model.masking import IGNORE_INDEX, PromptError, build_example
-from pipelines.schema import (FAMILIES, INDEX_FILE, SCHEMA_VERSION, ShardIndex, decode_embedding,
+from pipelines.schema import (EMBEDDING_DTYPE, FAMILIES, INDEX_FILE, SCHEMA_VERSION, ShardIndex,
                               read_index, verify_shards)
 
 # columns the trainer reads (the clip's metadata and annotation are left on disk)
-TRAIN_COLUMNS = ["id", "dataset", "split", "conversations", "encoder", "frame_rate_hz",
-                 "n_frames", "dim", "embedding"]
+TRAIN_COLUMNS = ["id", "split", "conversations", "n_frames", "dim", "embedding"]
 
 
 # --------------------------------------------------------------------------- shard set
@@ -81,7 +81,7 @@ def open_shard_set(folder: str | Path, verify_checksums: bool = True) -> ShardSe
             raise ShardError(f"{path}: {path.stat().st_size} bytes, index says {entry.bytes} "
                              "(truncated or replaced); rebuild the shard set")
         try:
-            meta = pq.ParquetFile(path).metadata
+            meta = open_shard(path).metadata
         except (OSError, ValueError) as exc:   # pyarrow raises ArrowInvalid (a ValueError)
             raise ShardError(f"{path}: not a readable Parquet file ({exc}); rebuild the shard "
                              "set") from exc
@@ -96,7 +96,7 @@ def open_shard_set(folder: str | Path, verify_checksums: bool = True) -> ShardSe
     if not any(sum(g) for g in layouts):
         raise ShardError(f"{folder}: the shard set holds no rows")
     first = next(i for i, g in enumerate(layouts) if sum(g))
-    head = pq.ParquetFile(paths[first]).read_row_group(0, columns=["encoder", "dim",
+    head = open_shard(paths[first]).read_row_group(0, columns=["encoder", "dim",
                                                                    "frame_rate_hz"])
     return ShardSet(folder, index, tuple(paths), tuple(layouts), str(head["encoder"][0]),
                     int(head["dim"][0]), float(head["frame_rate_hz"][0]))
@@ -155,6 +155,101 @@ class StreamState:
         return out
 
 
+# --------------------------------------------------------------------------- reading
+
+def open_shard(path: str | Path) -> pq.ParquetFile:
+    """The one place a shard file is opened (every read of the trainer goes through here)."""
+    return pq.ParquetFile(path)
+
+
+@dataclass
+class Row:
+    """One clip as the trainer uses it; ``frames`` may be a view into its row group's buffer."""
+
+    id: str
+    split: str
+    conversations: list[dict[str, Any]]
+    frames: np.ndarray                       # (n_frames, dim) float16
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.frames.nbytes)
+
+    def detached(self) -> "Row":
+        """This row with its own copy of the frames (when it must outlive its row group)."""
+        if self.frames.base is None:
+            return self
+        return Row(self.id, self.split, self.conversations, self.frames.copy())
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of a shard: the small columns as Python values, the embeddings as one
+    uint8 NumPy view over each Arrow data buffer plus its offsets (nothing is copied)."""
+
+    path: Path
+    group: int
+    ids: list[str]
+    splits: list[str]
+    conversations: list[list[dict[str, Any]]]
+    n_frames: np.ndarray                      # (N,) int
+    dims: np.ndarray                          # (N,) int
+    chunks: tuple[tuple[np.ndarray, np.ndarray], ...]   # (data bytes, offsets) per Arrow chunk
+    chunk_starts: np.ndarray                  # (n_chunks + 1,) first row of each chunk
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def frames(self, i: int) -> np.ndarray:
+        """Row ``i``'s embedding, ``(n_frames, dim)`` float16, a view (no copy)."""
+        c = int(np.searchsorted(self.chunk_starts, i, side="right")) - 1
+        data, offsets = self.chunks[c]
+        j = i - int(self.chunk_starts[c])
+        lo, hi = int(offsets[j]), int(offsets[j + 1])
+        n, d = int(self.n_frames[i]), int(self.dims[i])
+        if hi - lo != n * d * EMBEDDING_DTYPE.itemsize:
+            raise ShardError(f"{self.path}: row group {self.group}, clip {self.ids[i]}: embedding "
+                             f"holds {hi - lo} bytes, shape ({n}, {d}) needs "
+                             f"{n * d * EMBEDDING_DTYPE.itemsize}; rebuild the shard set")
+        frames = data[lo:hi].view(EMBEDDING_DTYPE).reshape(n, d)
+        frames.flags.writeable = False          # other rows share the buffer
+        return frames
+
+    def row(self, i: int) -> Row:
+        return Row(self.ids[i], self.splits[i], self.conversations[i] or [], self.frames(i))
+
+
+def _binary_views(column: pa.ChunkedArray) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...],
+                                                      np.ndarray]:
+    """NumPy views over the data and offsets buffers of a (large_)binary column's chunks."""
+    chunks, starts = [], [0]
+    for chunk in column.chunks:
+        if chunk.null_count:
+            raise ShardError("embedding column has null values")
+        _, off_buf, data_buf = chunk.buffers()
+        off_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        offsets = np.frombuffer(off_buf, dtype=off_type)[chunk.offset: chunk.offset + len(chunk) + 1]
+        data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+                else np.zeros(0, dtype=np.uint8))
+        chunks.append((data, offsets))
+        starts.append(starts[-1] + len(chunk))
+    return tuple(chunks), np.asarray(starts, dtype=np.int64)
+
+
+def read_row_group(path: Path, group: int) -> RowGroup:
+    """Row group ``group`` of the shard at ``path``, zero-copy for the embeddings."""
+    try:
+        table = open_shard(path).read_row_group(group, columns=TRAIN_COLUMNS)
+    except (OSError, ValueError) as exc:
+        raise ShardError(f"{path}: row group {group} cannot be read ({exc}); the shard is "
+                         "corrupt, rebuild the shard set") from exc
+    chunks, starts = _binary_views(table.column("embedding"))
+    return RowGroup(Path(path), group, table.column("id").to_pylist(),
+                    table.column("split").to_pylist(), table.column("conversations").to_pylist(),
+                    table.column("n_frames").to_numpy(), table.column("dim").to_numpy(),
+                    chunks, starts)
+
+
 # --------------------------------------------------------------------------- sampling
 
 def choose_conversation(conversations: Sequence[dict], weights: dict[str, float],
@@ -178,7 +273,8 @@ class StreamConfig:
     """How a :class:`ShardStream` reads (everything but the tokenizer)."""
 
     seed: int = 0
-    shuffle_buffer: int = 64
+    shuffle_buffer: int = 64                # most rows per worker's buffer (0 = no shuffling)
+    shuffle_buffer_bytes: int = 256 << 20   # most embedding bytes of one rank's buffers
     family_weights: dict[str, float] = field(default_factory=lambda: {
         "mir": 0.3, "caption": 0.15, "reasoning": 0.55})
     splits: tuple[str, ...] = ()
@@ -254,17 +350,16 @@ class ShardStream(IterableDataset):
         return out
 
     # ------------------------------------------------------------ reading
-    def _read(self, shard: int, group: int) -> dict[str, list]:
-        path = self.shard_set.paths[shard]
-        try:
-            table = pq.ParquetFile(path).read_row_group(group, columns=TRAIN_COLUMNS)
-        except (OSError, ValueError) as exc:
-            raise ShardError(f"{path}: row group {group} cannot be read ({exc}); the shard is "
-                             "corrupt, rebuild the shard set") from exc
-        return table.to_pydict()
+    def _read(self, shard: int, group: int) -> RowGroup:
+        return read_row_group(self.shard_set.paths[shard], group)
 
-    def _row(self, data: dict[str, list], i: int) -> dict[str, Any]:
-        return {k: data[k][i] for k in TRAIN_COLUMNS}
+    def _row(self, data: RowGroup, i: int) -> Row:
+        row = data.row(i)
+        if row.frames.shape[1] != self.shard_set.audio_dim:
+            raise ShardError(f"{row.id}: embedding dim {row.frames.shape[1]}, the shard set's "
+                             f"first row has {self.shard_set.audio_dim}; one set must use one "
+                             "encoder")
+        return row
 
     # ------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[Sample]:
@@ -284,26 +379,35 @@ class ShardStream(IterableDataset):
             pos = WorkerPosition(worker=logical, rng=rng.bit_generator.state)
         return self._stream(pos, self.cfg.rank * n_local + logical)
 
+    @property
+    def buffer_bytes(self) -> int:
+        """Most embedding bytes one worker's shuffle buffer holds (the rank's share / workers)."""
+        return max(1, self.cfg.shuffle_buffer_bytes // max(self.cfg.num_workers, 1))
+
     def _stream(self, pos: WorkerPosition, global_worker: int) -> Iterator[Sample]:
         cfg = self.cfg
         rng = np.random.default_rng()
         rng.bit_generator.state = pos.rng
         splits = set(cfg.splits)
-        cache: dict[tuple[int, int, int], dict[str, Any]] = {}
-        # refill the shuffle buffer of a restored position from the row groups it references
+        # the shuffle buffer: references in ``buffer``, rows in ``cache``. A row taken from the
+        # current row group views that group's Arrow buffer (no copy); rows still buffered when
+        # the reader moves on are copied out, so that at most one row group is held by views
+        cache: dict[tuple[int, int, int], Row] = {}
         by_unit: dict[tuple[int, int], list[int]] = {}
-        for s, g, r in pos.buffer:
+        for s, g, r in pos.buffer:        # refill a restored buffer from the groups it names
             by_unit.setdefault((s, g), []).append(r)
         for (s, g), rows in by_unit.items():
             data = self._read(s, g)
             for r in rows:
-                cache[(s, g, r)] = self._row(data, r)
+                cache[(s, g, r)] = self._row(data, r).detached()
+            del data
         buffer = [tuple(ref) for ref in pos.buffer]
         refs: dict[tuple[int, int, int], int] = {}
         for ref in buffer:
             refs[ref] = refs.get(ref, 0) + 1
+        held = sum(cache[ref].nbytes for ref in buffer)     # bytes of the buffered embeddings
 
-        def take(ref: tuple[int, int, int]) -> dict[str, Any]:
+        def take(ref: tuple[int, int, int]) -> Row:
             refs[ref] -= 1
             if refs[ref] == 0:
                 del refs[ref]
@@ -324,27 +428,37 @@ class ShardStream(IterableDataset):
                     r = int(order[pos.row])
                     pos.row += 1
                     row = self._row(data, r)
-                    if splits and row["split"] not in splits:
+                    if splits and row.split not in splits:
+                        self._skip(pos, "split_not_selected")
                         continue
                     cache[(s, g, r)] = row     # a row can sit in the buffer twice (small sets)
                     refs[(s, g, r)] = refs.get((s, g, r), 0) + 1
                     buffer.append((s, g, r))
-                    if len(buffer) < capacity:
+                    held += row.nbytes
+                    if len(buffer) < capacity and held < self.buffer_bytes:
                         continue
                     j = int(rng.integers(len(buffer))) if cfg.shuffle_buffer > 0 else 0
                     ref = buffer.pop(j)
-                    sample = self._make(take(ref), rng, pos)
+                    taken = take(ref)
+                    held -= taken.nbytes
+                    sample = self._make(taken, rng, pos)
                     if sample is None:
                         continue
                     epoch_samples += 1
                     yield self._finish(sample, pos, buffer, rng)
+                for ref in refs:               # leaving the group: copy out what stays
+                    if ref[0] == s and ref[1] == g:
+                        cache[ref] = cache[ref].detached()
+                del data
                 pos.unit += 1
                 pos.row = 0
             if not cfg.loop:
                 while buffer:                    # drain: one pass, nothing left behind
                     j = int(rng.integers(len(buffer))) if cfg.shuffle_buffer > 0 else 0
                     ref = buffer.pop(j)
-                    sample = self._make(take(ref), rng, pos)
+                    taken = take(ref)
+                    held -= taken.nbytes
+                    sample = self._make(taken, rng, pos)
                     if sample is not None:
                         yield self._finish(sample, pos, buffer, rng)
                 return
@@ -357,22 +471,17 @@ class ShardStream(IterableDataset):
             pos.unit = 0
             epoch_samples, epoch_start_buffer = 0, len(buffer)
 
-    def _make(self, row: dict[str, Any], rng: np.random.Generator,
-              pos: WorkerPosition) -> Sample | None:
+    @staticmethod
+    def _skip(pos: WorkerPosition, reason: str) -> None:
+        pos.skipped[reason] = pos.skipped.get(reason, 0) + 1
+
+    def _make(self, row: Row, rng: np.random.Generator, pos: WorkerPosition) -> Sample | None:
         cfg = self.cfg
-
-        def skip(reason: str) -> None:
-            pos.skipped[reason] = pos.skipped.get(reason, 0) + 1
-
-        conv = choose_conversation(row["conversations"] or [], cfg.family_weights, rng)
+        conv = choose_conversation(row.conversations, cfg.family_weights, rng)
         if conv is None:
-            skip("no_conversation_in_weighted_families")
+            self._skip(pos, "no_conversation_in_weighted_families")
             return None
-        if int(row["dim"]) != self.shard_set.audio_dim:
-            raise ShardError(f"{row['id']}: embedding dim {row['dim']}, the shard set's first row "
-                             f"has {self.shard_set.audio_dim}; one set must use one encoder")
-        n_frames = int(row["n_frames"])
-        frames = decode_embedding(row["embedding"], n_frames, int(row["dim"]))  # (T, D) float16
+        frames = row.frames                                       # (T, D) float16, a view
         if cfg.max_audio_frames:
             frames = frames[: cfg.max_audio_frames]
         turns = [(t["role"], t["content"]) for t in conv["turns"]]
@@ -380,12 +489,12 @@ class ShardStream(IterableDataset):
             ex = build_example(self.tokenizer, turns, len(frames), cfg.system_prompt,
                                cfg.max_length)
         except PromptError:
-            skip("malformed_conversation")
+            self._skip(pos, "malformed_conversation")
             return None
         if ex.n_supervised == 0:
-            skip("no_answer_left_after_truncation")
+            self._skip(pos, "no_answer_left_after_truncation")
             return None
-        return Sample(ex.input_ids, ex.labels, frames[: ex.n_audio], row["id"],
+        return Sample(ex.input_ids, ex.labels, frames[: ex.n_audio], row.id,
                       conv["id"], conv["family"], pos.worker, {})
 
     def _finish(self, sample: Sample, pos: WorkerPosition, buffer: list,
@@ -487,7 +596,7 @@ def read_rows(shard_set: ShardSet, columns: list[str] | None = None,
               splits: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
     """Every row of the set in stored order, one row group at a time (for inference)."""
     for s, path in enumerate(shard_set.paths):
-        pf = pq.ParquetFile(path)
+        pf = open_shard(path)
         for g in range(pf.metadata.num_row_groups):
             data = pf.read_row_group(g, columns=columns).to_pydict()
             n = len(next(iter(data.values())))

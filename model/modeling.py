@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llark.errors import ConfigError
 from model.masking import AUDIO, AUDIO_END, AUDIO_START, AUDIO_TOKENS, DEFAULT_CHAT_TEMPLATE, \
     IGNORE_INDEX, ROLE_TOKENS
 
@@ -31,6 +32,23 @@ SPEC_FILE = "llark_model.json"
 
 class PeftMissingError(ImportError):
     """``trainable=lora`` needs the optional ``peft`` package."""
+
+
+class ModelNotFoundError(ConfigError):
+    """The LM (or its tokenizer) is neither a local folder nor in the Hugging Face cache."""
+
+
+def _not_found(name: str, what: str, exc: Exception) -> ModelNotFoundError:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    path = Path(name).expanduser()
+    where = (f"{path.resolve()} exists but does not hold a loadable {what} ({exc})"
+             if path.exists() else f"no folder {path.resolve()}, and not in the Hugging Face "
+             f"cache {HF_HUB_CACHE}")
+    return ModelNotFoundError(
+        f"model {name!r}: {where}; set model= to a local copy (a folder with config.json, the "
+        "weights and the tokenizer files), or hub_download=true to fetch it from the Hugging "
+        "Face hub (nothing is downloaded otherwise)")
 
 
 @dataclass(frozen=True)
@@ -120,12 +138,17 @@ def prepare_tokenizer(tok: Any) -> Any:
     return tok
 
 
-def build_tokenizer(spec: ModelSpec) -> Any:
+def build_tokenizer(spec: ModelSpec, hub_download: bool = False) -> Any:
+    """The spec's tokenizer with the audio tokens; local files only unless ``hub_download``."""
     if spec.is_tiny:
         return tiny_tokenizer()
     from transformers import AutoTokenizer
 
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(spec.lm))
+    try:
+        tok = AutoTokenizer.from_pretrained(spec.lm, local_files_only=not hub_download)
+    except (OSError, ValueError) as exc:     # missing files; an invalid repo id is a ValueError
+        raise _not_found(spec.lm, "tokenizer", exc) from exc
+    return prepare_tokenizer(tok)
 
 
 # --------------------------------------------------------------------------- model
@@ -243,13 +266,20 @@ def _tiny_lm(spec: ModelSpec, tokenizer: Any) -> nn.Module:
     return LlamaForCausalLM(cfg)
 
 
-def _hf_lm(spec: ModelSpec, tokenizer: Any) -> nn.Module:
+def _hf_lm(spec: ModelSpec, tokenizer: Any, hub_download: bool = False) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
-    lm = AutoModelForCausalLM.from_pretrained(spec.lm, dtype=torch.float32,
-                                              attn_implementation=spec.attn_implementation)
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(spec.lm, dtype=torch.float32,
+                                                  attn_implementation=spec.attn_implementation,
+                                                  local_files_only=not hub_download)
+    except (OSError, ValueError) as exc:
+        raise _not_found(spec.lm, "causal LM", exc) from exc
     if lm.get_input_embeddings().num_embeddings < len(tokenizer):
-        lm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        # under FSDP's cpu-ram-efficient loading the ranks other than local rank 0 hold the LM
+        # on the meta device (no values); rank 0's values, mean-initialised, are broadcast
+        meta = lm.get_input_embeddings().weight.is_meta
+        lm.resize_token_embeddings(len(tokenizer), mean_resizing=not meta)
     return lm
 
 
@@ -264,10 +294,12 @@ def _apply_lora(spec: ModelSpec, lm: nn.Module) -> nn.Module:
     return get_peft_model(lm, cfg)
 
 
-def build_model(spec: ModelSpec, tokenizer: Any, seed: int = 0) -> MusicLM:
-    """The model of ``spec`` with fresh projector (and, for ``tiny``, fresh LM) weights."""
+def build_model(spec: ModelSpec, tokenizer: Any, seed: int = 0,
+                hub_download: bool = False) -> MusicLM:
+    """The model of ``spec`` with fresh projector (and, for ``tiny``, fresh LM) weights; a
+    Hugging Face LM is loaded from local files only unless ``hub_download``."""
     torch.manual_seed(seed)
-    lm = _tiny_lm(spec, tokenizer) if spec.is_tiny else _hf_lm(spec, tokenizer)
+    lm = _tiny_lm(spec, tokenizer) if spec.is_tiny else _hf_lm(spec, tokenizer, hub_download)
     hidden = lm.get_input_embeddings().embedding_dim
     projector = Projector(spec.audio_dim, hidden, spec.projector, spec.projector_hidden_size)
     if spec.trainable == "lora":

@@ -31,12 +31,13 @@ import torch
 from llark.config import add_arguments, from_args, to_dict
 from llark.errors import ConfigError, ShardError
 from model.checkpoint import (CHECKPOINTS, OPTIMIZER_FILE, WEIGHTS_FILE, CheckpointError,
-                              TrainerState, checkpoint_name, config_differences, finish,
-                              latest_checkpoint, load_optimizer, load_rng, load_weights,
-                              make_scheduler, read_state, save_optimizer, save_rng,
-                              scheduler_state, write_model_files)
-from model.config import STRUCTURAL_KEYS, TrainConfig, config_path
-from model.data import ShardStream, StreamConfig, StreamState, make_loader, open_shard_set
+                              TrainerState, WarmupSchedule, checkpoint_name,
+                              config_differences, finish, latest_checkpoint, load_optimizer,
+                              load_rng, load_weights, make_scheduler, read_state,
+                              save_optimizer, save_rng, scheduler_state, write_model_files)
+from model.config import DATA_ORDER_KEYS, PLAN_KEYS, STRUCTURAL_KEYS, TrainConfig, config_path
+from model.data import (Batch, ShardStream, StreamConfig, StreamState, make_loader,
+                        open_shard_set)
 from model.masking import IGNORE_INDEX
 from model.modeling import (SPEC_FILE, MusicLM, ModelSpec, build_model, build_tokenizer,
                             count_parameters, enable_gradient_checkpointing, read_spec)
@@ -108,7 +109,8 @@ def _is_sharded(acc: Any) -> bool:
 
 
 def _check_resume(ckpt: Path, saved: TrainerState, cfg: TrainConfig, spec: ModelSpec,
-                  world_size: int) -> None:
+                  world_size: int) -> dict[str, tuple[Any, Any]]:
+    """Refuse what cannot resume; return the changed plan keys (old, new) to apply."""
     if saved.world_size != world_size:
         raise CheckpointError(
             f"{ckpt} was written by {saved.world_size} process(es), this run has {world_size}; "
@@ -120,11 +122,120 @@ def _check_resume(ckpt: Path, saved: TrainerState, cfg: TrainConfig, spec: Model
         raise ConfigError(f"{ckpt} was trained with another model structure: "
                           + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in structural.items())
                           + "; start a new --output or restore those keys")
+    order = {k: v for k, v in diffs.items() if k in DATA_ORDER_KEYS}
+    if order:
+        raise ConfigError(f"{ckpt} saved a data position made with other "
+                          + ", ".join(f"{k}: {a!r} (now {b!r})" for k, (a, b) in order.items())
+                          + "; the position indexes into the order they set. Resume with "
+                          + " ".join(f"{k}={a}" for k, (a, _) in order.items())
+                          + ", or start a new --output")
     if read_spec(ckpt) != spec:
         raise CheckpointError(f"{ckpt}: its {SPEC_FILE} differs from the model this run builds "
                               f"(saved {read_spec(ckpt)}, now {spec})")
     for k, (a, b) in diffs.items():
-        print(f"llark train: resuming with {k} = {b!r} (checkpoint had {a!r})", file=sys.stderr)
+        if k not in PLAN_KEYS:
+            print(f"llark train: resuming with {k} = {b!r} (checkpoint had {a!r})",
+                  file=sys.stderr)
+    return {k: v for k, v in diffs.items() if k in PLAN_KEYS}
+
+
+def warmup_steps(warmup_ratio: float, max_steps: int) -> int:
+    return math.ceil(warmup_ratio * max_steps)
+
+
+def plan_schedule(plan: dict[str, Any]) -> WarmupSchedule:
+    """The lr factor of a plan given as config keys (``TrainConfig`` fields or a saved config)."""
+    return WarmupSchedule(warmup_steps(float(plan["warmup_ratio"]), int(plan["max_steps"])),
+                          int(plan["max_steps"]), str(plan["lr_schedule"]),
+                          float(plan["min_lr_ratio"]))
+
+
+def apply_plan(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+    """Set the optimizer's hyper-parameters of ``cfg`` (the lr is set by the scheduler).
+
+    Groups as :func:`make_optimizer` makes them: decayed weights first, then the rest.
+    """
+    for i, group in enumerate(optimizer.param_groups):
+        group["weight_decay"] = cfg.weight_decay if i == 0 else 0.0
+        group["betas"] = (cfg.adam_beta1, cfg.adam_beta2)
+        group["eps"] = cfg.adam_eps
+
+
+def describe_replan(step: int, sched_step: int, changes: dict[str, tuple[Any, Any]],
+                    saved: dict[str, Any], cfg: TrainConfig) -> str:
+    """The resume log line: which plan applies from ``step`` on, and what that does to the lr.
+
+    ``saved`` is the checkpoint's config, ``sched_step`` the scheduler steps taken so far.
+    """
+    if not changes:
+        return f"llark train: resuming at step {step} with the checkpoint's plan"
+    now = to_dict(cfg)
+    old = {k: saved.get(k, now[k]) for k in PLAN_KEYS}
+    parts = [f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()]
+    old_warmup = warmup_steps(float(old["warmup_ratio"]), int(old["max_steps"]))
+    new_warmup = warmup_steps(cfg.warmup_ratio, cfg.max_steps)
+    if old_warmup != new_warmup:
+        parts.append(f"warmup {old_warmup} -> {new_warmup} steps")
+    old_lr = float(old["learning_rate"]) * plan_schedule(old)(sched_step)
+    new_lr = cfg.learning_rate * plan_schedule(now)(sched_step)
+    return (f"llark train: schedule re-planned from step {step}: " + ", ".join(parts)
+            + f"; lr for step {step + 1}: {new_lr:.3e} (the old plan: {old_lr:.3e}); the new "
+            "plan applies from here on as if the run had been planned with it from the start")
+
+
+def configure_deepspeed(ds_config: dict[str, Any], cfg: TrainConfig, accum: int) -> None:
+    """What DeepSpeed must know from the TrainConfig (the loader is not prepared).
+
+    The engine's own accumulation count is ``accum``: it then divides each micro-batch loss by
+    ``accum`` (compensated in :func:`optimizer_step`) and steps only at the boundary that
+    :func:`optimizer_step` marks on the last micro-batch.
+    """
+    ds_config["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
+    ds_config["gradient_accumulation_steps"] = accum
+    ds_config["gradient_clipping"] = cfg.max_grad_norm
+    ds_config.pop("train_batch_size", None)       # derived: micro x accumulation x processes
+
+
+def optimizer_step(acc: Any, model: Any, optimizer: Any, micro: list[Batch],
+                   max_grad_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over the micro-batches ``micro`` of this rank.
+
+    The loss is the sum of token cross-entropies over the supervised tokens of the whole global
+    batch (every rank, every micro-batch). Gradients are synchronised, and the DeepSpeed engine
+    steps, only on the last micro-batch: accelerate's DeepSpeed ``backward`` steps the engine
+    whenever ``sync_gradients`` is set, so it is cleared for the others. Returns this rank's
+    ``(loss sum, supervised tokens)`` for the log.
+    """
+    from accelerate.utils import DistributedType
+
+    world, accum = acc.num_processes, len(micro)
+    n_sup = torch.tensor(sum(int((b.labels[:, 1:] != IGNORE_INDEX).sum()) for b in micro),
+                         device=acc.device, dtype=torch.float32)
+    n_sup_global = acc.reduce(n_sup.clone(), reduction="sum") if world > 1 else n_sup
+    # DDP averages gradients over ranks, hence x world; DeepSpeed also divides every
+    # micro-batch loss by its gradient_accumulation_steps (= accum), hence x accum there
+    scale = world * (accum if acc.distributed_type == DistributedType.DEEPSPEED else 1)
+    loss_sum = torch.zeros((), device=acc.device)
+    sup = torch.zeros((), device=acc.device)
+    model.train()
+    try:
+        for i, b in enumerate(micro):
+            b = b.to(acc.device)
+            last = i == accum - 1
+            acc.gradient_state._set_sync_gradients(last)
+            with acc.no_sync(model) if not last else contextlib.nullcontext():
+                out = model(b.input_ids, b.attention_mask, b.audio, b.audio_lengths,
+                            labels=b.labels)
+                acc.backward(out.loss_sum * scale / n_sup_global.clamp(min=1))
+            loss_sum += out.loss_sum.detach().float()
+            sup += out.n_supervised.detach().float()
+    finally:
+        acc.gradient_state._set_sync_gradients(True)
+    if max_grad_norm > 0:
+        acc.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, sup
 
 
 def save_checkpoint(acc: Any, model: Any, optimizer: Any, scheduler: Any, tokenizer: Any,
@@ -194,24 +305,22 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
     set_seed(cfg.seed)
     spec = ModelSpec.from_config(cfg, shard_set.audio_dim, shard_set.encoder,
                                  shard_set.frame_rate_hz)
-    tokenizer = build_tokenizer(spec)
-    model = build_model(spec, tokenizer, seed=cfg.seed)
+    tokenizer = build_tokenizer(spec, hub_download=cfg.hub_download)
+    model = build_model(spec, tokenizer, seed=cfg.seed, hub_download=cfg.hub_download)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     optimizer = make_optimizer(model, cfg)
-    warmup = math.ceil(cfg.warmup_ratio * cfg.max_steps)
-    scheduler = make_scheduler(optimizer, warmup, cfg.max_steps, cfg.lr_schedule,
-                               cfg.min_lr_ratio)
+    raw_optimizer = optimizer                 # the schedule drives its param groups
     state = TrainerState(world_size=world, config=to_dict(cfg))
 
     ckpt = latest_checkpoint(output) if resume else None
+    changes: dict[str, tuple[Any, Any]] = {}
     if ckpt is not None:
         saved = read_state(ckpt)
-        _check_resume(ckpt, saved, cfg, spec, world)
+        changes = _check_resume(ckpt, saved, cfg, spec, world)
         load_weights(model, ckpt / WEIGHTS_FILE, spec)
         if not _is_sharded(acc):
             optimizer.load_state_dict(load_optimizer(ckpt / OPTIMIZER_FILE))
-        scheduler.load_state_dict(saved.scheduler)
         state = saved
     start_step = state.step
     result = TrainResult(start_step, start_step, ckpt)
@@ -221,19 +330,31 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
                   "nothing to do")
         return result
 
-    if acc.state.deepspeed_plugin is not None:     # the loader is not prepared: say the size
-        acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = \
-            cfg.per_device_batch_size
+    if acc.state.deepspeed_plugin is not None:
+        configure_deepspeed(acc.state.deepspeed_plugin.deepspeed_config, cfg, accum)
     model, optimizer = acc.prepare(model, optimizer)
     if ckpt is not None:
         if _is_sharded(acc):
             acc.load_state(str(ckpt / "accelerate_state"))
         load_rng(ckpt / "rng", rank)
 
+    # ---- the schedule: this run's plan, from the current step on (a loaded optimizer state
+    # brings the old lr and hyper-parameters; the plan given now replaces them)
+    sched_step = int(state.scheduler.get("last_epoch", state.step)) if ckpt is not None else 0
+    apply_plan(raw_optimizer, cfg)
+    scheduler = make_scheduler(raw_optimizer, warmup_steps(cfg.warmup_ratio, cfg.max_steps),
+                               cfg.max_steps, cfg.lr_schedule, cfg.min_lr_ratio,
+                               cfg.learning_rate, start_step=sched_step)
+    if ckpt is not None and main:
+        print(describe_replan(state.step, sched_step, changes, state.config, cfg),
+              file=sys.stderr)
+
     position = (StreamState.from_dict(state.data[rank]) if ckpt is not None
                 else StreamState(max(cfg.num_workers, 1)))
     stream = ShardStream(shard_set, tokenizer, StreamConfig(
-        seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer, family_weights=cfg.family_weights,
+        seed=cfg.seed, shuffle_buffer=cfg.shuffle_buffer,
+        shuffle_buffer_bytes=int(cfg.shuffle_buffer_mb * (1 << 20)),
+        family_weights=cfg.family_weights,
         splits=tuple(cfg.splits), rank=rank, world_size=world, num_workers=cfg.num_workers,
         system_prompt=cfg.system_prompt, max_length=cfg.max_length,
         max_audio_frames=cfg.max_audio_frames), resume=position if ckpt is not None else None)
@@ -271,27 +392,11 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
     try:
         while state.step < cfg.max_steps:
             micro = [next(it) for _ in range(accum)]
-            n_sup = torch.tensor(sum(int((b.labels[:, 1:] != IGNORE_INDEX).sum()) for b in micro),
-                                 device=acc.device, dtype=torch.float32)
-            n_sup_global = acc.reduce(n_sup.clone(), reduction="sum") if world > 1 else n_sup
-            model.train()
-            for i, b in enumerate(micro):
-                b = b.to(acc.device)
-                sync = acc.no_sync(model) if i < accum - 1 else contextlib.nullcontext()
-                with sync:
-                    out = model(b.input_ids, b.attention_mask, b.audio, b.audio_lengths,
-                                labels=b.labels)
-                    # the global token mean: DDP averages gradients over ranks, hence x world
-                    loss = out.loss_sum * world / n_sup_global.clamp(min=1)
-                    acc.backward(loss)
-                window_loss += out.loss_sum.detach().float()
-                window_sup += out.n_supervised.detach().float()
-            if cfg.max_grad_norm > 0:
-                acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            loss_sum, n_sup = optimizer_step(acc, model, optimizer, micro, cfg.max_grad_norm)
             if not acc.optimizer_step_was_skipped:
                 scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            window_loss += loss_sum
+            window_sup += n_sup
 
             state.step += 1
             for b in micro:

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -137,8 +138,10 @@ def test_fewer_row_groups_than_workers_strides_rows(tmp_path, tok):
 def test_split_filter_and_empty_worker_error(tmp_path, tok):
     make_shard_set(tmp_path, n_rows=12, splits=("train", "test", "train"))
     shard_set = open_shard_set(tmp_path)
-    got = [s.clip_id for s in _stream(shard_set, tok, splits=("test",), loop=False)]
-    assert len(got) == 4
+    samples = list(_stream(shard_set, tok, splits=("test",), loop=False))
+    assert len(samples) == 4
+    # the 8 rows of other splits are counted, not silently dropped
+    assert samples[-1].position["skipped"] == {"split_not_selected": 8}
     stream = _stream(shard_set, tok, splits=("validation",), loop=True)
     with pytest.raises(ShardError, match="found no usable row in a whole epoch"):
         next(iter(stream))
@@ -230,3 +233,43 @@ def test_rows_without_weighted_conversations_are_skipped_and_counted(tmp_path, t
 def test_shards_open_with_plain_pyarrow(shards):
     table = pq.read_table(shards / "part-00000.parquet", columns=["id", "n_frames"])
     assert table.num_rows == 10
+
+
+# ---------------------------------------------------------------- zero-copy reading, bytes
+
+def test_samples_view_the_arrow_buffers_and_match_the_stored_bytes(shards, tok):
+    """No copy between Arrow and the sample: the frames are a read-only view (NumPy over the
+    row group's Arrow buffer), equal to the stored bytes."""
+    from pipelines.schema import decode_embedding
+
+    shard_set = open_shard_set(shards)
+    stored = {}
+    for path in shard_set.paths:
+        for r in pq.read_table(path, columns=["id", "n_frames", "dim", "embedding"]).to_pylist():
+            stored[r["id"]] = decode_embedding(r["embedding"], r["n_frames"], r["dim"])
+    samples = list(_stream(shard_set, tok, shuffle_buffer=0, loop=False))
+    assert len(samples) == 30
+    for s in samples:
+        root = s.audio
+        while isinstance(root, np.ndarray):
+            root = root.base
+        assert isinstance(root, pa.Buffer) and not s.audio.flags.writeable
+        np.testing.assert_array_equal(s.audio, stored[s.clip_id])
+    # rows that outlive their row group in the shuffle buffer are copied out; values agree
+    for s in _stream(shard_set, tok, shuffle_buffer=8, loop=False):
+        np.testing.assert_array_equal(s.audio, stored[s.clip_id])
+
+
+def test_shuffle_buffer_is_bounded_in_bytes(shards, tok):
+    """Rows are 4-6 frames x 8 dims x 2 B = 64-96 B; a 200-byte budget holds at most 3 rows
+    whatever the row limit, a large budget fills the row limit."""
+    shard_set = open_shard_set(shards)
+    small = [len(s.position["buffer"]) for s in
+             _stream(shard_set, tok, shuffle_buffer=1000, shuffle_buffer_bytes=200, loop=False)]
+    big = [len(s.position["buffer"]) for s in
+           _stream(shard_set, tok, shuffle_buffer=10, shuffle_buffer_bytes=1 << 20, loop=False)]
+    assert max(small) == 2 or max(small) == 3, small     # after the sample was taken
+    assert max(big) == 9
+    # the budget is the rank's: 2 workers get half of it each
+    two = _stream(shard_set, tok, shuffle_buffer=1000, shuffle_buffer_bytes=200, num_workers=2)
+    assert two.buffer_bytes == 100

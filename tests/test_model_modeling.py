@@ -210,3 +210,21 @@ def test_hf_causal_lm_from_a_local_folder(tmp_path):
     out = model(b.input_ids, b.attention_mask, b.audio, b.audio_lengths, labels=b.labels)
     assert out.logits.shape[-1] == len(tok)
     assert supervised_text(tok, b.input_ids[0], b.labels[0]).replace(" ", "") == "f#minor.</s>"
+
+
+def test_models_load_from_local_files_only_with_an_error_naming_the_path(tmp_path):
+    """Nothing is downloaded unless asked: a hub name that is not cached, a missing folder and a
+    folder without weights each fail with a ModelNotFoundError that says what to do."""
+    from model.modeling import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match=r"model 'llark-test/not-cached-7b': no folder "
+                       r".*not-cached-7b, and not in the Hugging Face cache .*hub_download=true"):
+        build_tokenizer(ModelSpec(lm="llark-test/not-cached-7b", audio_dim=DIM))
+    missing = tmp_path / "models" / "Llama-2-7b-chat-hf"
+    with pytest.raises(ModelNotFoundError, match=f"no folder {missing}"):
+        build_tokenizer(ModelSpec(lm=str(missing), audio_dim=DIM))
+    tiny_tokenizer().save_pretrained(tmp_path / "tok-only")       # a tokenizer, no weights
+    s = ModelSpec(lm=str(tmp_path / "tok-only"), audio_dim=DIM)
+    tok = build_tokenizer(s)
+    with pytest.raises(ModelNotFoundError, match="exists but does not hold a loadable causal LM"):
+        build_model(s, tok)

@@ -344,3 +344,123 @@ def test_trackers_are_used_only_when_installed(monkeypatch, capsys):
     assert "tracker 'wandb' is not installed" in capsys.readouterr().err
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     assert resolve_trackers(("auto", "wandb")) == ["tensorboard", "wandb"]
+
+
+# ---------------------------------------------------------------- resuming with a changed plan
+
+def _planned_lr(step: int, lr: float, max_steps: int, warmup_ratio: float = 0.03) -> float:
+    """The lr the log shows after ``step`` optimizer steps of a fresh run of that plan."""
+    from model.checkpoint import WarmupSchedule
+
+    warmup = int(np.ceil(warmup_ratio * max_steps))
+    return lr * WarmupSchedule(warmup, max_steps, "cosine", 0.0)(step)
+
+
+def test_extended_run_follows_the_new_schedule_past_the_old_end(shards, tmp_path, capsys):
+    """30 steps, then max_steps=40: steps 31-40 follow the 40-step cosine (not lr 0)."""
+    out = tmp_path / "run"
+    common = ["save_every=100", "log_every=1", "learning_rate=0.003"]
+    assert run(train_args(shards, out, "max_steps=30", *common)) == 0
+    capsys.readouterr()
+    assert run(train_args(shards, out, "max_steps=40", *common)) == 0
+    err = capsys.readouterr().err
+    assert "re-planned from step 30: max_steps 30 -> 40" in err, err
+    lrs = {s: r["lr"] for s, r in last_by_step(out / "metrics.jsonl").items()}
+    assert sorted(lrs) == list(range(1, 41))
+    assert lrs[30] == pytest.approx(0.0, abs=1e-12)            # the old plan ended at 0
+    for s in range(31, 41):
+        assert lrs[s] == pytest.approx(_planned_lr(s, 0.003, 40), rel=1e-6), s
+    assert lrs[35] > 1e-4                                       # well above 0: it trains
+
+
+def test_resume_applies_a_changed_learning_rate_and_refuses_a_changed_seed(shards, tmp_path,
+                                                                         capsys):
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=20", "learning_rate=0.003",
+                          "--stop-at", "10")) == 0
+    capsys.readouterr()
+    assert run(train_args(shards, out, "max_steps=20", "seed=7", "learning_rate=0.003")) == 2
+    err = capsys.readouterr().err
+    assert "seed: 0 (now 7)" in err and "Resume with seed=0" in err, err
+    assert run(train_args(shards, out, "max_steps=20", "learning_rate=0.001")) == 0
+    err = capsys.readouterr().err
+    assert "learning_rate 0.003 -> 0.001" in err, err
+    lrs = {s: r["lr"] for s, r in last_by_step(out / "metrics.jsonl").items()}
+    for s in range(1, 11):
+        assert lrs[s] == pytest.approx(_planned_lr(s, 0.003, 20), rel=1e-6), s
+    for s in range(11, 21):
+        assert lrs[s] == pytest.approx(_planned_lr(s, 0.001, 20), rel=1e-6, abs=1e-12), s
+    state = read_state(list_checkpoints(out)[-1][1])
+    assert state.scheduler["base_lrs"] == [0.001, 0.001]
+
+
+# ---------------------------------------------------------------- DeepSpeed accumulation
+
+class _EngineStandIn:
+    """Only what a GPU would run: DeepSpeed's engine, reduced to its documented accumulation
+    contract (``backward`` divides the loss by ``gradient_accumulation_steps``; ``step`` updates
+    the weights only at the boundary ``set_gradient_accumulation_boundary`` marked)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, gas: int) -> None:
+        self.optimizer, self.gas = optimizer, gas
+        self.boundary = False
+        self.step_calls = self.updates = 0
+
+    def set_gradient_accumulation_boundary(self, is_boundary: bool) -> None:
+        self.boundary = is_boundary
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.gas).backward()
+
+    def step(self) -> None:
+        self.step_calls += 1
+        if self.boundary:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.updates += 1
+
+    def get_global_grad_norm(self) -> None:
+        return None
+
+
+def test_deepspeed_engine_steps_once_per_accumulation_and_matches_plain_training(shards,
+                                                                               monkeypatch):
+    """The trainer's step logic under accelerate's real DeepSpeed wrappers: with 3 micro-batches
+    per step the engine steps once per optimizer step, and the weights equal plain training."""
+    import copy
+
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+    from accelerate.utils.deepspeed import DeepSpeedEngineWrapper, DeepSpeedOptimizerWrapper
+
+    from model.data import ShardStream, StreamConfig, collate, open_shard_set
+    from model.modeling import ModelSpec, tiny_tokenizer
+    from model.train import make_optimizer, optimizer_step
+
+    cfg = TrainConfig(tiny_hidden_size=32, tiny_intermediate_size=64, max_grad_norm=0.0)
+    tok = tiny_tokenizer()
+    shard_set = open_shard_set(shards)
+    stream = iter(ShardStream(shard_set, tok, StreamConfig(shuffle_buffer=0)))
+    micro = [collate([next(stream), next(stream)], tok.pad_token_id) for _ in range(6)]
+    spec = ModelSpec.from_config(cfg, shard_set.audio_dim)
+    plain = build_model(spec, tok, seed=0)
+    staged = copy.deepcopy(plain)
+
+    acc = Accelerator(cpu=True)
+    opt_plain = make_optimizer(plain, cfg)
+    for k in range(2):
+        optimizer_step(acc, plain, opt_plain, micro[3 * k: 3 * k + 3], 0.0)
+
+    opt = make_optimizer(staged, cfg)
+    engine = _EngineStandIn(opt, gas=3)
+    monkeypatch.setattr(Accelerator, "distributed_type",
+                        property(lambda self: DistributedType.DEEPSPEED))
+    acc.deepspeed_engine_wrapped = DeepSpeedEngineWrapper(engine)
+    wrapped = DeepSpeedOptimizerWrapper(opt)
+    for k in range(2):
+        optimizer_step(acc, staged, wrapped, micro[3 * k: 3 * k + 3], 0.0)
+    assert (engine.step_calls, engine.updates) == (2, 2)
+    assert acc.sync_gradients                       # left as accelerate expects it
+    a, b = plain.state_dict(), staged.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(not torch.equal(a[k], build_model(spec, tok, seed=0).state_dict()[k]) for k in a)
