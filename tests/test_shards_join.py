@@ -168,6 +168,9 @@ def test_shards_run_joins_counts_and_accounts_for_every_clip(tmp_path):
     assert [d.id for d in dead] == [clips[3].id] and "needs 10" in dead[0].message
     # every clip id (plus the orphan) is a row, a counted skip or a dead letter, once
     assert idx.total_rows + sum(idx.skipped.values()) + len(dead) == len(ids) + 1
+    assert idx.counts["inputs_clips"] == len(ids) and idx.counts["unaccounted"] == 0
+    assert idx.counts["conversations"] == sum(
+        len(r["conversations"]) for r in pq.read_table(out).to_pylist())
     c = idx.counts
     assert c["rows_without_annotation"] == 2                      # clips 5 and 7
     assert c["conversations"] == 15 and c["conversations_reasoning"] == 5
