@@ -6,7 +6,9 @@ Prints one JSON object per file on stdout, in the order given, with exactly thes
      "downbeats": [0.52, 2.51, ...], "key": {"label": "F# minor", "confidence": 0.83},
      "chords": [{"start": 0.0, "end": 2.1, "label": "F#:min"}, ...], "backend": "consensus"}
 
-Times are seconds from ``--start`` (the start of the analysed window). A file that cannot be
+Keys and chords are spelled as musicians write them (:mod:`llark.music`): ``"Bb major"``, not
+``"A# major"``, and chords in the key (``"Bb:min"`` in F minor). Times are seconds from
+``--start`` (the start of the analysed window). A file that cannot be
 read or analysed prints ``{"path": ..., "error": "<ErrorType>: <message>"}`` instead; the other
 files are still analysed and the command exits with status 1 at the end. Progress and a summary
 go to stderr, so stdout stays machine-readable. The models load once for all files.
