@@ -427,15 +427,16 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
                 line = format_log_line(state.step, loss_mean, lr, float(sums[2]) / elapsed,
                                        float(sums[3]) / elapsed)
                 result.losses[state.step] = loss_mean
+                # one record for the console line, metrics.jsonl and the trackers
+                record = {"loss": loss_mean, "lr": lr, "tokens_per_s": float(sums[2]) / elapsed,
+                          "samples_per_s": float(sums[3]) / elapsed}
                 if main:
                     tqdm.write(line, file=sys.stdout)
                     sys.stdout.flush()
-                    metrics.write(json.dumps({"step": state.step, "loss": loss_mean, "lr": lr,
-                                              "tokens_per_s": float(sums[2]) / elapsed,
-                                              "samples_per_s": float(sums[3]) / elapsed}) + "\n")
+                    metrics.write(json.dumps({"step": state.step, **record}) + "\n")
                     metrics.flush()
                 if trackers:
-                    acc.log({"loss": loss_mean, "lr": lr}, step=state.step)
+                    acc.log(record, step=state.step)
                 window_loss.zero_()
                 window_sup.zero_()
                 window_tokens = window_samples = 0

@@ -346,6 +346,29 @@ def test_trackers_are_used_only_when_installed(monkeypatch, capsys):
     assert resolve_trackers(("auto", "wandb")) == ["tensorboard", "wandb"]
 
 
+
+def test_trackers_get_what_the_console_and_metrics_file_get(shards, tmp_path, monkeypatch):
+    """TensorBoard / W&B receive the same record as metrics.jsonl (loss, lr, tokens/s,
+    samples/s). Neither tracker is installed here: accelerate's tracker calls are recorded."""
+    from accelerate import Accelerator
+
+    import model.train as train_mod
+
+    logged: list[tuple[int, dict]] = []
+    monkeypatch.setattr(train_mod, "resolve_trackers", lambda names: ["tensorboard"])
+    monkeypatch.setattr(Accelerator, "init_trackers", lambda self, *a, **k: None)
+    monkeypatch.setattr(Accelerator, "end_training", lambda self: None)
+    monkeypatch.setattr(Accelerator, "log", lambda self, values, step=None: logged.append(
+        (step, dict(values))))
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=3")) == 0
+    metrics = last_by_step(out / "metrics.jsonl")
+    assert [s for s, _ in logged] == [1, 2, 3]
+    for step, values in logged:
+        assert values == {k: v for k, v in metrics[step].items() if k != "step"}
+        assert set(values) == {"loss", "lr", "tokens_per_s", "samples_per_s"}
+
+
 # ---------------------------------------------------------------- resuming with a changed plan
 
 def _planned_lr(step: int, lr: float, max_steps: int, warmup_ratio: float = 0.03) -> float:
@@ -464,3 +487,10 @@ def test_deepspeed_engine_steps_once_per_accumulation_and_matches_plain_training
     a, b = plain.state_dict(), staged.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert any(not torch.equal(a[k], build_model(spec, tok, seed=0).state_dict()[k]) for k in a)
+
+
+def test_train_refuses_a_model_that_is_not_local_without_downloading(shards, tmp_path, capsys):
+    missing = tmp_path / "models" / "Llama-2-7b-chat-hf"
+    assert run(train_args(shards, tmp_path / "run", f"model={missing}", "max_steps=1")) == 2
+    err = capsys.readouterr().err
+    assert f"no folder {missing}" in err and "hub_download=true" in err, err
