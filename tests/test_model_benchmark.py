@@ -161,6 +161,22 @@ def test_readers_find_every_track_and_count_the_rest(tmp_path):
         "cello", "drum set", "electric bass", "piano", "violin"]
 
 
+def test_the_miniature_layouts_of_llark_demo_read_back_with_their_truth(tmp_path):
+    from llark.demo.benchmarks import write_benchmarks
+
+    folders = write_benchmarks(tmp_path, tracks=2, seconds=1.5, seed=3)
+    for name, folder in folders.items():
+        data = BENCHMARKS[name].read(folder)
+        assert len(data.items) == 2 and not data.skipped, name
+    keys = [i.labels.key for i in read_giantsteps_key(folders["giantsteps-key"]).items]
+    assert all(k.endswith((" major", " minor")) for k in keys)
+    assert all(60 <= i.labels.tempo_bpm <= 200
+               for i in read_giantsteps_tempo(folders["giantsteps-tempo"]).items)
+    assert [i.labels.genres for i in read_gtzan(folders["gtzan"]).items] == [("pop",), ("rock",)]
+    assert all("drum set" in i.labels.instruments
+               for i in read_medleydb(folders["medleydb"]).items)
+
+
 def test_a_wrong_folder_is_a_clear_error(tmp_path, capsys):
     assert bench_run(["--name", "gtzan", "--data-dir", str(tmp_path), "--checkpoint",
                       "annotator-nope", "--output", str(tmp_path / "o")]) == 2
@@ -221,7 +237,6 @@ def test_genre_accuracy_and_instrument_f1_on_known_answers(tmp_path):
 
 # ---------------------------------------------------------------- the annotator ceiling
 
-@pytest.mark.slow
 def test_annotator_scores_what_the_references_imply(tmp_path, capsys):
     gs = giantsteps(tmp_path / "gs")
     out = tmp_path / "key"
