@@ -71,14 +71,23 @@ def probe_audio(source: AudioSource) -> AudioInfo:
     _check_source(source)
     import soundfile as sf
 
+    header_format = ""
     try:
         info = sf.info(_sf_source(source))
         if info.frames > 0 and info.samplerate > 0:
             return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames),
                              info.frames / info.samplerate, "soundfile")
+        header_format = str(info.format)
     except (sf.LibsndfileError, RuntimeError, ValueError):
         pass
-    return _ffprobe(source)
+    try:
+        return _ffprobe(source)
+    except UndecodableAudioError:
+        if header_format:
+            # a readable header (e.g. WAV) that counts 0 samples: empty, not undecodable
+            raise EmptyAudioError(f"{_name(source)}: a {header_format} header with 0 "
+                                  "samples") from None
+        raise
 
 
 def _ffmpeg_bin(name: str) -> str:

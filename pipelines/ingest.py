@@ -27,7 +27,7 @@ import logging
 import math
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -47,6 +47,7 @@ from pipelines.datasets import READERS, read_tasks
 from pipelines.datasets.common import (
     BadRow,
     ReaderOptions,
+    SkippedFile,
     TrackTask,
     basename,
     exists,
@@ -110,6 +111,16 @@ class IngestConfig:
     sample_rate_hz: int = doc("rate every window is decoded and resampled at, to check it and "
                               "measure its loudness (44100: what the annotators and Jukebox read)",
                               default=44100)
+    mtt_split: str = doc("MagnaTagATune folder split: 12-1-3 (0-b train, c validation, d-f test: "
+                         "the split most published results use) or 11-2-3 (0-a / b,c / d-f)",
+                         default="12-1-3")
+    length_tolerance_s: float = doc("a file may decode this much shorter than its metadata says "
+                                    "(MusicNet seconds, FMA track/duration, a pre-cut MusicCaps "
+                                    "clip) before it counts as truncated", default=1.0)
+    keep_shorter_than_metadata: bool = doc("keep a file shorter than its metadata says (counted "
+                                           "as skipped shorter_than_metadata) instead of "
+                                           "dead-lettering it as TruncatedAudioError",
+                                           default=False)
 
     def __post_init__(self) -> None:
         if self.dataset not in READERS:
@@ -129,13 +140,20 @@ class IngestConfig:
             from pipelines.datasets.musiccaps import check_template
 
             check_template(self.filename_template)
+        from pipelines.datasets.magnatagatune import check_split_scheme
+
+        check_split_scheme(self.mtt_split)
+        if not 0 <= self.length_tolerance_s < math.inf:
+            raise ConfigError(f"--length-tolerance-s {self.length_tolerance_s} must be >= 0")
 
     def reader_options(self) -> ReaderOptions:
         return ReaderOptions(audio_dir=self.audio_dir, metadata=self.metadata,
-                             subset=self.subset, filename_template=self.filename_template)
+                             subset=self.subset, filename_template=self.filename_template,
+                             mtt_split=self.mtt_split)
 
     def window_params(self) -> "WindowParams":
-        return WindowParams(self.clip_seconds, self.min_clip_seconds, self.sample_rate_hz)
+        return WindowParams(self.clip_seconds, self.min_clip_seconds, self.sample_rate_hz,
+                            self.length_tolerance_s, self.keep_shorter_than_metadata)
 
 
 @dataclass(frozen=True)
@@ -145,16 +163,22 @@ class WindowParams:
     clip_seconds: float = DEFAULT_CLIP_SECONDS
     min_clip_seconds: float = DEFAULT_MIN_CLIP_SECONDS
     sample_rate_hz: int = 44100
+    length_tolerance_s: float = 1.0           # see IngestConfig.length_tolerance_s
+    keep_shorter_than_metadata: bool = False  # see IngestConfig.keep_shorter_than_metadata
 
 
 # --------------------------------------------------------------------------- pure core
 
 @dataclass(frozen=True)
 class TrackClips:
-    """What one track yields: its clips and the tail window that was too short (if any)."""
+    """What one track yields: its clips, the tail window that was too short (if any), the
+    span the metadata promises but the file lacks (kept with ``keep_shorter_than_metadata``),
+    and the note labels that start at or after the decoded end (never heard in any clip)."""
 
     clips: tuple[Clip, ...]
     dropped_tail: tuple[float, float] | None = None
+    missing_span: tuple[float, float] | None = None
+    labels_past_end: tuple[NoteEvent, ...] = ()
 
 
 def rms_dbfs(audio: np.ndarray) -> float:
@@ -183,6 +207,37 @@ def track_span(task: TrackTask, duration_s: float, where: str) -> tuple[float, f
         f"end_s={end:g}) nor the {end - start:g}s clip cut from it")
 
 
+def expected_length(task: TrackTask, duration_s: float) -> float | None:
+    """How long the metadata says the part of the file ingest uses is, or ``None``.
+
+    MusicCaps: a pre-cut clip (a file not reaching ``end_s``) should hold the whole window;
+    a full video reaches ``end_s`` by :func:`track_span`'s rule. Other datasets: the reader's
+    ``expected_duration_s``.
+    """
+    if task.window_start_s is not None and task.window_end_s is not None:
+        if duration_s >= task.window_end_s - END_TOLERANCE_S:
+            return None
+        return task.window_end_s - task.window_start_s
+    return task.expected_duration_s
+
+
+def check_length(task: TrackTask, duration_s: float, audio_uri: str, params: WindowParams
+                 ) -> tuple[float, float] | None:
+    """``None`` when the file is as long as its metadata says (within
+    ``params.length_tolerance_s``); else the missing span ``(decoded end, expected end)`` when
+    ``params.keep_shorter_than_metadata``, or :class:`TruncatedAudioError` naming both lengths."""
+    expected = expected_length(task, duration_s)
+    if expected is None or duration_s >= expected - params.length_tolerance_s:
+        return None
+    if params.keep_shorter_than_metadata:
+        return (math.floor(duration_s * 1000) / 1000, math.floor(expected * 1000) / 1000)
+    where = f" ({task.row})" if task.row else ""
+    raise TruncatedAudioError(
+        f"{audio_uri}: decodes to {duration_s:.3f}s but the metadata{where} says "
+        f"{expected:.3f}s (tolerance {params.length_tolerance_s:g}s): a truncated download? "
+        "Download it again, or pass --keep-shorter-than-metadata to keep what there is")
+
+
 def track_clips(task: TrackTask, source: AudioSource, audio_uri: str, params: WindowParams,
                 notes: tuple[NoteEvent, ...] | None = None) -> TrackClips:
     """Cut one track into windows, decode + resample each (validating the file), measure it.
@@ -192,6 +247,7 @@ def track_clips(task: TrackTask, source: AudioSource, audio_uri: str, params: Wi
     :mod:`llark.audio`, and :class:`AudioTooShortError` when no window is long enough.
     """
     info = probe_audio(source)
+    missing = check_length(task, info.duration_s, audio_uri, params)
     offset, length = track_span(task, info.duration_s, audio_uri)
     windows, dropped = clip_windows(length, params.clip_seconds, params.min_clip_seconds, offset)
     if not windows:
@@ -211,7 +267,8 @@ def track_clips(task: TrackTask, source: AudioSource, audio_uri: str, params: Wi
     tail = None
     if dropped:
         tail = (windows[-1][1], offset + math.floor(length * 1000 + 1e-6) / 1000)
-    return TrackClips(tuple(clips), tail)
+    past_end = tuple(n for n in notes or () if n.start_s >= info.duration_s)
+    return TrackClips(tuple(clips), tail, missing, past_end)
 
 
 # --------------------------------------------------------------------------- Beam glue
@@ -237,38 +294,78 @@ def load_notes(task: TrackTask) -> tuple[NoteEvent, ...] | None:
     if not task.labels_uri:
         return None
     text = read_text(task.labels_uri, f"MusicNet labels of {task.id}")
-    return parse_labels(text, basename(task.labels_uri))
+    return parse_labels(text, task.labels_uri)
 
 
-def ingest_task(task: TrackTask, params: WindowParams) -> TrackClips:
-    """Everything one worker does for one task, without Beam (used by the DoFn and benchmarks)."""
-    uri = resolve_audio(task)
+def ingest_file(task: TrackTask, uri: str, params: WindowParams) -> TrackClips:
+    """The work for one task whose audio is ``uri`` (already resolved)."""
     notes = load_notes(task)
     return track_clips(task, open_audio(uri), uri, params, notes)
 
 
-class IngestTrackFn(beam.DoFn):
-    """TrackTask → Clips; BadRow → its dead letter; a too-short tail → a skip note.
+def ingest_task(task: TrackTask, params: WindowParams) -> TrackClips:
+    """Everything one worker does for one task, without Beam (used by the DoFn and benchmarks)."""
+    return ingest_file(task, resolve_audio(task), params)
 
-    Audio failures raise typed errors, which ``with_dead_letters`` turns into dead letters.
+
+#: Skip reasons of the notes ingest writes besides ``tail_too_short``.
+SHORTER_THAN_METADATA = "shorter_than_metadata"
+LABELS_PAST_END = "labels_past_decoded_end"
+
+
+def note_id(task: TrackTask, note: NoteEvent) -> str:
+    """``musicnet:1788:note:41:72@93.500`` (program, pitch, onset in track seconds)."""
+    return f"{task.id}:note:{note.program}:{note.pitch_midi}@{note.start_s:.3f}"
+
+
+def skip_notes(task: TrackTask, result: TrackClips) -> list[str]:
+    """The skip notes (JSON) of one track's result: a dropped tail, the span a file shorter
+    than its metadata lacks, and each label past the decoded end."""
+    out = []
+    if result.dropped_tail is not None:
+        out.append(skipped_json(STAGE, clip_id(task.dataset, task.source_id,
+                                               *result.dropped_tail), "tail_too_short"))
+    if result.missing_span is not None:
+        out.append(skipped_json(STAGE, clip_id(task.dataset, task.source_id,
+                                               *result.missing_span), SHORTER_THAN_METADATA))
+    out += [skipped_json(STAGE, note_id(task, n), LABELS_PAST_END)
+            for n in result.labels_past_end]
+    return out
+
+
+class IngestTrackFn(beam.DoFn):
+    """TrackTask → Clips; BadRow → its dead letter; SkippedFile, a too-short tail, a file
+    shorter than its metadata (kept) and labels past the decoded end → skip notes.
+
+    A missing file raises :class:`AudioNotFoundError`, which ``with_dead_letters`` turns into a
+    dead letter; a failure after the file was found is dead-lettered here, with ``input_uri``
+    the file that was read (MusicCaps tries several names).
     """
 
     def __init__(self, params: WindowParams) -> None:
         self._params = params
 
-    def process(self, task: TrackTask | BadRow) -> Iterable[Any]:
+    def process(self, task: TrackTask | BadRow | SkippedFile) -> Iterable[Any]:
         if isinstance(task, BadRow):
             yield beam.pvalue.TaggedOutput(DEAD_TAG, dead_letter_json(STAGE, task, task.error()))
             return
-        result = ingest_task(task, self._params)
+        if isinstance(task, SkippedFile):
+            yield beam.pvalue.TaggedOutput(SKIP_TAG, skipped_json(STAGE, task.id, task.reason))
+            return
+        uri = resolve_audio(task)
+        try:
+            result = ingest_file(task, uri, self._params)
+        except LlarkError as exc:
+            read = replace(task, audio_uri=uri, alt_audio_uris=())
+            yield beam.pvalue.TaggedOutput(DEAD_TAG, dead_letter_json(STAGE, read, exc))
+            return
         yield from result.clips
-        if result.dropped_tail is not None:
-            tail_id = clip_id(task.dataset, task.source_id, *result.dropped_tail)
-            yield beam.pvalue.TaggedOutput(SKIP_TAG, skipped_json(STAGE, tail_id,
-                                                                  "tail_too_short"))
+        for note in skip_notes(task, result):
+            yield beam.pvalue.TaggedOutput(SKIP_TAG, note)
 
 
-def build_ingest(pipeline: beam.Pipeline, tasks: list[TrackTask | BadRow], params: WindowParams,
+def build_ingest(pipeline: beam.Pipeline, tasks: list[TrackTask | BadRow | SkippedFile],
+                 params: WindowParams,
                  staging: str) -> None:
     """Wire tasks → clips (Parquet) + dead letters + skip notes under ``staging``."""
     clips = with_dead_letters(
@@ -323,11 +420,14 @@ class IngestBuild:
     def __call__(self, pipeline: beam.Pipeline, staging: str) -> IngestCounts:
         tasks = list(read_tasks(self.cfg.dataset, self.cfg.data_dir, self.cfg.reader_options()))
         bad = sum(isinstance(t, BadRow) for t in tasks)
-        print(f"[{STAGE}] {self.cfg.dataset}: {len(tasks)} inputs from {self.cfg.data_dir} "
-              f"({bad} row(s) rejected while reading the metadata go to the dead letters)",
+        files_skipped = sum(isinstance(t, SkippedFile) for t in tasks)
+        inputs = len(tasks) - files_skipped
+        print(f"[{STAGE}] {self.cfg.dataset}: {inputs} inputs from {self.cfg.data_dir} "
+              f"({bad} row(s) rejected while reading the metadata go to the dead letters; "
+              f"{files_skipped} file(s) that are not inputs are counted as skipped)",
               file=sys.stderr)
         build_ingest(pipeline, tasks, self.cfg.window_params(), staging)
-        return IngestCounts(staging, len(tasks), bad)
+        return IngestCounts(staging, inputs, bad)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ Works on the output of any stage (a folder with ``_index.json``) or on a folder 
 example ``demo-out/`` after ``make demo``). Prints per set: record type, schema version, rows,
 rows per dataset and split (and per family / encoder where the records have them), skipped
 records by reason, dead letters by error type with one example message, and a sample record.
+A set whose stage refused to commit (``_index.rejected.json``, too many dead letters) is shown
+as REJECTED with its counts, its dead letters and the flag that would let it commit.
 ``--report FILE.html`` writes the HTML report with plots (see :mod:`pipelines.report`).
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipelines.schema import DEAD_LETTER_DIR, INDEX_FILE, DeadLetter, ShardIndex
+from pipelines.stage import REJECTED_INDEX_FILE, percent
 
 GROUP_COLUMNS = ("dataset", "split", "family", "encoder", "backend")
 SAMPLE_TEXT_LIMIT = 160
@@ -38,6 +41,8 @@ class SetSummary:
     sample: dict[str, Any] | None = None
     schema: str = ""
     problem: str = ""
+    rejected: ShardIndex | None = None    # the index of a run that refused to commit
+    advice: tuple[str, ...] = ()          # what to do about ``problem``
 
 
 def find_sets(root: Path) -> list[Path]:
@@ -71,8 +76,13 @@ def summarize(path: Path) -> SetSummary:
     if (path / INDEX_FILE).exists():
         index = ShardIndex.from_json((path / INDEX_FILE).read_text())
         summary.index = index
+    elif (path / REJECTED_INDEX_FILE).exists():
+        summary.rejected = ShardIndex.from_json((path / REJECTED_INDEX_FILE).read_text())
+        summary.problem, summary.advice = rejected_problem(summary.rejected, path)
     else:
         summary.problem = f"no {INDEX_FILE}: incomplete (the stage did not finish)"
+        summary.advice = ("rerun the stage with the same flags: it cleans what the unfinished "
+                          "run left and starts again",)
     parts = sorted(path.glob("part-*.parquet"))
     for part in parts:
         pf = pq.ParquetFile(part)
@@ -96,25 +106,59 @@ def summarize(path: Path) -> SetSummary:
     return summary
 
 
+def rejected_problem(idx: ShardIndex, path: Path) -> tuple[str, tuple[str, ...]]:
+    """What a rejected run's index says went wrong, and what to do about it."""
+    inputs = int(idx.counts.get("inputs", 0) or 0)
+    dead = sum(idx.dead_letters.values())
+    unaccounted = int(idx.counts.get("unaccounted", 0) or 0)
+    command = f"llark {idx.stage}"
+    if unaccounted:
+        return (f"REJECTED (no {INDEX_FILE}; see {REJECTED_INDEX_FILE}): {unaccounted} input(s) "
+                "were neither written, skipped nor dead-lettered",
+                ("this is a bug in llark, not in your data; please report it with "
+                 f"{path / REJECTED_INDEX_FILE}",))
+    share = percent(dead, inputs) if inputs else "?"
+    problem = (f"REJECTED (no {INDEX_FILE}; see {REJECTED_INDEX_FILE}): {dead} of "
+               f"{inputs or '?'} inputs failed ({share}), more than --max-error-rate allowed; "
+               f"{idx.total_rows} rows were written but nothing downstream reads this set")
+    top = max(idx.dead_letters.items(), key=lambda kv: (kv[1], kv[0]))[0] if dead else ""
+    advice = [f"read the dead letters below (all in {path / DEAD_LETTER_DIR / idx.stage}/)"
+              + (f"; most are {top}" if top else "")]
+    if top == "AudioNotFoundError":
+        advice.append("audio that was never downloaded is normal for MusicCaps (YouTube videos "
+                      "disappear): to keep what is there, rerun "
+                      f"`{command} ... --max-error-rate 1`")
+    else:
+        advice.append(f"fix the inputs they name and rerun `{command}`, or accept the losses "
+                      f"with `{command} ... --max-error-rate 1` (or any rate above "
+                      f"{dead / inputs if inputs else 1:.3f})")
+    return problem, tuple(advice)
+
+
 def format_summary(s: SetSummary, root: Path, show_schema: bool = False) -> str:
     rel = s.path.relative_to(root) if s.path != root else Path(".")
     idx = s.index
     head = f"== {rel}"
     if idx is not None:
         head += f"  [{idx.stage} → {idx.record}, schema {idx.schema_version}, {idx.created_at}]"
+    if idx is None and s.rejected is not None:
+        r = s.rejected
+        head += f"  [{r.stage} → {r.record}, schema {r.schema_version}, {r.created_at}, REJECTED]"
     lines = [head]
     if s.problem:
         lines.append(f"  ! {s.problem}")
+    lines += [f"  → {a}" for a in s.advice]
     lines.append(f"  rows: {s.rows}" + (f" in {len(idx.shards)} shard(s)" if idx else ""))
     if idx is not None and idx.total_rows != s.rows:
         lines.append(f"  ! index says {idx.total_rows} rows, files hold {s.rows}")
     for col, counter in s.groups.items():
         items = ", ".join(f"{k}={v}" for k, v in sorted(counter.items(), key=lambda kv: str(kv[0])))
         lines.append(f"  by {col}: {items}")
-    if idx is not None:
-        for k, v in sorted(idx.counts.items()):
+    counted = idx if idx is not None else s.rejected
+    if counted is not None:
+        for k, v in sorted(counted.counts.items()):
             lines.append(f"  {k}: {v}")
-        for reason, n in sorted(idx.skipped.items()):
+        for reason, n in sorted(counted.skipped.items()):
             lines.append(f"  skipped ({reason}): {n}")
     for et, n in sorted(s.dead_letters.items()):
         ex = s.dead_examples[et]
@@ -149,8 +193,9 @@ def run(argv: list[str] | None = None) -> int:
     total_rows = sum(s.rows for s in summaries)
     total_dead = sum(sum(s.dead_letters.values()) for s in summaries)
     incomplete = [s for s in summaries if s.problem]
+    rejected = sum(s.rejected is not None for s in summaries)
     print(f"{len(summaries)} set(s), {total_rows} rows, {total_dead} dead letters, "
-          f"{len(incomplete)} incomplete")
+          f"{len(incomplete)} incomplete" + (f" ({rejected} rejected)" if rejected else ""))
     if args.report:
         from pipelines.report import write_report
 

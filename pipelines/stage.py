@@ -476,10 +476,8 @@ def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
     n_in = inputs_count if inputs_count is not None else index.counts.get("inputs")
     if n_in and dead / n_in > max_error_rate:
         _write_text(_join(output, REJECTED_INDEX_FILE), index.to_json())
-        raise ErrorRateExceeded(
-            f"[{stage}] {dead} of {n_in} inputs failed ({dead / n_in:.0%}), above "
-            f"--max-error-rate {max_error_rate:.0%}; the output is NOT marked complete. "
-            f"See {output}/{DEAD_LETTER_DIR}/{stage}/ (and {REJECTED_INDEX_FILE})")
+        raise ErrorRateExceeded(error_rate_message(stage, output, dead, n_in, max_error_rate,
+                                                   dead_counts))
     unaccounted = int(index.counts.get("unaccounted", 0) or 0)
     if unaccounted:
         _write_text(_join(output, REJECTED_INDEX_FILE), index.to_json())
@@ -503,6 +501,33 @@ def _count_staged_notes(staging: str, dead_lines: list[str]) -> Tallies:
                 name = SKIP_PREFIX + json.loads(line)["reason"]
                 sums[name] = sums.get(name, 0) + 1
     return Tallies(sums)
+
+
+def percent(part: int, whole: int) -> str:
+    """``part / whole`` with one decimal (``99.5%``); never rounds a partial share to ``0.0%``
+    or ``100.0%`` (``<0.1%``, ``>99.9%``)."""
+    if whole <= 0:
+        return "n/a"
+    text = f"{100.0 * part / whole:.1f}%"
+    if 0 < part < whole and text == "100.0%":
+        return ">99.9%"
+    if 0 < part and text == "0.0%":
+        return "<0.1%"
+    return text
+
+
+def error_rate_message(stage: str, output: str, dead: int, inputs: int, max_error_rate: float,
+                       dead_counts: Mapping[str, int]) -> str:
+    """What went wrong when too many inputs failed, and what to do about it."""
+    by_type = ", ".join(f"{et}={n}" for et, n in sorted(dead_counts.items(),
+                                                       key=lambda kv: (-kv[1], kv[0])))
+    return (f"[{stage}] {dead} of {inputs} inputs failed ({percent(dead, inputs)}), above "
+            f"--max-error-rate {max_error_rate:g} ({100 * max_error_rate:.1f}%); "
+            f"the output is NOT marked complete. Dead letters by type: {by_type}; see "
+            f"{output}/{DEAD_LETTER_DIR}/{stage}/ and {output}/{REJECTED_INDEX_FILE}, or run "
+            f"`llark inspect {output}`. If these failures are expected (a partial download: "
+            f"MusicCaps videos disappear from YouTube), rerun with --max-error-rate 1 to commit "
+            f"what the other {inputs - dead} input(s) gave")
 
 
 class ErrorRateExceeded(LlarkError):
@@ -539,9 +564,20 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
         print(f"[{stage}] {output} is complete ({existing.total_rows} rows); nothing to do "
               "(use --force to redo)", file=sys.stderr)
         return StageResult(existing, output, True)
+    if existing is not None:
+        # --force: the index goes first, so a run killed mid-way never leaves an index that
+        # names parts already deleted
+        FileSystems.delete([_join(output, INDEX_FILE)])
+    rejected = _exists(_join(output, REJECTED_INDEX_FILE))
     removed = clean_incomplete(output)
-    if removed:
-        print(f"[{stage}] removed {removed} files of an earlier incomplete run", file=sys.stderr)
+    if existing is not None:
+        print(f"[{stage}] --force: removed the complete output of an earlier run "
+              f"({existing.total_rows} rows; {removed + 1} files with its {INDEX_FILE})",
+              file=sys.stderr)
+    elif removed:
+        what = (f"whose output was rejected ({REJECTED_INDEX_FILE})" if rejected
+                else "that did not finish")
+        print(f"[{stage}] removed {removed} files of an earlier run {what}", file=sys.stderr)
     staging = _join(output, STAGING_DIR, uuid.uuid4().hex[:12])
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     pipeline = beam.Pipeline(options=options)

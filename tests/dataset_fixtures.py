@@ -83,17 +83,22 @@ def mtat_info(cid: str, title: str, artist: str, mp3_path: str) -> list[str]:
 # --------------------------------------------------------------------------- FMA
 
 FMA_COLUMNS = [("album", "title"), ("album", "tracks"), ("artist", "name"), ("set", "split"),
-               ("set", "subset"), ("track", "genre_top"), ("track", "genres"),
-               ("track", "genres_all"), ("track", "tags"), ("track", "title")]
+               ("set", "subset"), ("track", "duration"), ("track", "genre_top"),
+               ("track", "genres"), ("track", "genres_all"), ("track", "tags"),
+               ("track", "title")]
 FMA_GENRES = [["genre_id", "#tracks", "parent", "title", "top_level"],
               ["12", "100", "0", "Rock", "12"], ["21", "50", "0", "Hip-Hop", "21"],
               ["76", "10", "12", "Experimental Pop", "12"], ["15", "40", "0", "Electronic", "15"]]
 
 
 def fma_row(tid: int, split: str, subset: str, genres: str, title: str = "A Song",
-            artist: str = "An Artist", tags: str = "[]", genre_top: str = "Rock") -> list[str]:
+            artist: str = "An Artist", tags: str = "[]", genre_top: str = "Rock",
+            duration: str = "") -> list[str]:
+    """One tracks.csv row; ``duration`` (``track/duration``, whole seconds of the full track)
+    is left empty unless given, so short test tones are not taken for truncated files."""
     values = {("album", "title"): "An Album", ("album", "tracks"): "7",
               ("artist", "name"): artist, ("set", "split"): split, ("set", "subset"): subset,
+              ("track", "duration"): duration,
               ("track", "genre_top"): genre_top, ("track", "genres"): genres,
               ("track", "genres_all"): genres, ("track", "tags"): tags, ("track", "title"): title}
     return [str(tid)] + [values[c] for c in FMA_COLUMNS]

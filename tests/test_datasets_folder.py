@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llark.errors import ConfigError, MetadataError
-from pipelines.datasets.common import BadRow, ReaderOptions, TrackTask
+from pipelines.datasets.common import BadRow, ReaderOptions, SkippedFile, TrackTask
 from pipelines.datasets.folder import read_tasks, source_id_of
 from tests.dataset_fixtures import csv_text
 
@@ -27,10 +27,16 @@ def _read(root: Path, **opts: str) -> list[TrackTask | BadRow]:
 def test_audio_only_folder_is_listed_recursively(tmp_path: Path) -> None:
     _touch(tmp_path, "b.wav", "sub/deeper/a.MP3", "c.ogg", "notes.txt", "cover.jpg",
            "ground_truth.json")
-    items = _read(tmp_path)
+    everything = _read(tmp_path)
+    items = [t for t in everything if isinstance(t, TrackTask)]
     assert [t.source_id for t in items] == ["b.wav", "c.ogg", "sub/deeper/a.MP3"]
-    assert all(isinstance(t, TrackTask) and t.split == "train" and t.title == "" for t in items)
+    assert all(t.split == "train" and t.title == "" for t in items)
     assert items[2].audio_uri == str(tmp_path / "sub" / "deeper" / "a.MP3")
+    # the other files are not lost: each is a counted skip naming its extension
+    skips = {(t.id, t.reason) for t in everything if isinstance(t, SkippedFile)}
+    assert skips == {("folder:notes.txt", "not_audio:.txt"), ("folder:cover.jpg", "not_audio:.jpg"),
+                     ("folder:ground_truth.json", "not_audio:.json")}
+    assert len(everything) == 6
 
 
 def test_csv_metadata(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llark.errors import MetadataError
-from pipelines.datasets.common import BadRow, ReaderOptions, TrackTask
-from pipelines.datasets.magnatagatune import FOLDER_SPLITS, read_tasks, split_of
+from llark.errors import ConfigError, MetadataError
+from pipelines.datasets.common import BadRow, ReaderOptions, SkippedFile, TrackTask
+from pipelines.datasets.magnatagatune import FOLDER_SPLITS, SPLIT_SCHEMES, read_tasks, split_of
 from tests.dataset_fixtures import MTAT_TAGS, mtat_info, write_mtat
 
 PATH_F = "f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3"
@@ -42,17 +42,41 @@ def test_exact_layout_tags_join_and_splits(tmp_path: Path) -> None:
     assert aria.audio_uri == str(root / PATH_F) and aria.split == "test"
     assert tasks["magnatagatune:6"].tags == ("no voice", "guitar")
     assert tasks["magnatagatune:6"].split == "train"
-    assert tasks["magnatagatune:10"].tags == () and tasks["magnatagatune:10"].split == "validation"
+    assert tasks["magnatagatune:10"].tags == () and tasks["magnatagatune:10"].split == "train"
 
 
 def test_folder_splits() -> None:
-    assert sorted(FOLDER_SPLITS) == list("0123456789abcdef")
-    assert {f for f, s in FOLDER_SPLITS.items() if s == "train"} == set("0123456789a")
-    assert {f for f, s in FOLDER_SPLITS.items() if s == "validation"} == {"b", "c"}
-    assert {f for f, s in FOLDER_SPLITS.items() if s == "test"} == set("def")
+    # the default is the literature's 12/1/3 split (Dieleman & Schrauwen 2014)
+    assert FOLDER_SPLITS == SPLIT_SCHEMES["12-1-3"]
+    for scheme, train, validation in (("12-1-3", "0123456789ab", "c"),
+                                      ("11-2-3", "0123456789a", "bc")):
+        folders = SPLIT_SCHEMES[scheme]
+        assert sorted(folders) == list("0123456789abcdef")
+        assert {f for f, s in folders.items() if s == "train"} == set(train)
+        assert {f for f, s in folders.items() if s == "validation"} == set(validation)
+        assert {f for f, s in folders.items() if s == "test"} == set("def")
+    assert split_of("b/x.mp3") == "train" and split_of("b/x.mp3", "11-2-3") == "validation"
     for bad in ("g/x.mp3", "x.mp3", "ab/x.mp3"):
         with pytest.raises(MetadataError):
             split_of(bad)
+    with pytest.raises(ConfigError, match="12-1-3"):
+        split_of("b/x.mp3", "10-3-3")
+
+
+def test_split_flag_and_orphan_mp3s(tmp_path: Path) -> None:
+    root = write_mtat(tmp_path, [["10", "0", "0", "0", "0", "0", PATH_B]],
+                      [mtat_info("10", "La Volunte", "Jacob Heringman", PATH_B)])
+    for rel in (PATH_B, "b/unlisted.mp3", "e/also-unlisted.mp3"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"ID3")
+    items = _read(root)
+    (task,) = [t for t in items if isinstance(t, TrackTask)]
+    assert task.split == "train"
+    other = list(read_tasks(str(root), ReaderOptions(mtt_split="11-2-3")))
+    assert [t.split for t in other if isinstance(t, TrackTask)] == ["validation"]
+    skipped = sorted((t.id, t.reason) for t in items if isinstance(t, SkippedFile))
+    assert skipped == [("magnatagatune:b/unlisted.mp3", "audio_without_metadata"),
+                       ("magnatagatune:e/also-unlisted.mp3", "audio_without_metadata")]
 
 
 def test_bad_rows_and_one_sided_clips(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llark.errors import MetadataError
-from pipelines.datasets.common import BadRow, ReaderOptions, TrackTask
+from pipelines.datasets.common import BadRow, ReaderOptions, SkippedFile, TrackTask
 from pipelines.datasets.musicnet import parse_labels, read_tasks, window_notes
 from tests.dataset_fixtures import LABEL_HEADER, csv_text, musicnet_meta, write_musicnet
 
@@ -46,6 +46,23 @@ def test_layout_splits_and_metadata(tmp_path: Path) -> None:
     assert "train_data" in missing.message and "test_data" in missing.message
 
 
+def test_orphan_wavs_are_counted_and_seconds_is_the_expected_length(tmp_path: Path) -> None:
+    root = write_musicnet(tmp_path, [musicnet_meta("1727", seconds=89)],
+                          {("train", "1727"): LABELS})
+    for split, rid in (("train", "1727"), ("train", "1728"), ("test", "2303")):
+        (root / f"{split}_data").mkdir(exist_ok=True)
+        (root / f"{split}_data" / f"{rid}.wav").write_bytes(b"RIFF")
+    items = _read(root)
+    (task,) = [t for t in items if isinstance(t, TrackTask)]
+    assert task.expected_duration_s == 89.0
+    skipped = sorted((t.id, t.reason, t.uri) for t in items if isinstance(t, SkippedFile))
+    assert skipped == [
+        ("musicnet:test_data/2303.wav", "audio_without_metadata", str(root / "test_data/2303.wav")),
+        ("musicnet:train_data/1728.wav", "audio_without_metadata",
+         str(root / "train_data/1728.wav"))]
+    assert len(items) == 3          # every wav accounted for: one input, two counted skips
+
+
 def test_bad_metadata_rows(tmp_path: Path) -> None:
     root = write_musicnet(tmp_path, [musicnet_meta("1727"), ["abc", *musicnet_meta("1")[1:]],
                                      musicnet_meta("1727"), ["12", "Bach"]], {})
@@ -76,16 +93,20 @@ def test_labels_in_seconds_and_window_notes() -> None:
     violin = inside[1]
     assert violin.start_s == pytest.approx(0.0) and violin.end_s == pytest.approx(1.0)
     piano = inside[2]
-    # trimmed to the 2 s window: the piano note rings past its end, the cello began before it
-    assert piano.start_s == pytest.approx(0.5) and piano.end_s == pytest.approx(2.0)
-    assert inside[0].start_s == 0.0 and inside[0].end_s == pytest.approx(90078 / SR - 2.0)
+    # true onsets and offsets in window time: the piano note rings past the window's end, the
+    # cello began before it (negative start); both keep their score beats
+    assert piano.start_s == pytest.approx(0.5) and piano.end_s > 2.0
+    assert piano.end_s == pytest.approx(3.0)           # 5 s in the track
+    assert inside[0].start_s == pytest.approx(9182 / SR - 2.0) and inside[0].start_s < 0
+    assert inside[0].end_s == pytest.approx(90078 / SR - 2.0)
+    assert (inside[0].start_beat, inside[0].end_beat) == (first.start_beat, first.end_beat)
     empty_notes, empty_instruments = window_notes(notes, 5.0, 6.0)
     assert empty_notes == () and empty_instruments == ()
 
 
 @pytest.mark.parametrize("row, match", [
-    (["10", "5", "41", "60", "0", "1", "Quarter"], "sample 10 to 5"),
-    (["0", "5", "0", "60", "0", "1", "Quarter"], "outside 1..128"),
+    (["10", "5", "41", "60", "0", "1", "Quarter"], "^1.csv line 2: note from sample 10 to 5"),
+    (["0", "5", "0", "60", "0", "1", "Quarter"], r"^1\.csv line 2: instrument 0 .*1\.\.128"),
     (["0", "5", "41", "200", "0", "1", "Quarter"], "outside 0..127"),
     (["0", "x", "41", "60", "0", "1", "Quarter"], "bad label row"),
     (["0", "5", "41"], "bad label row"),

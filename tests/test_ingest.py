@@ -209,7 +209,8 @@ def _five_datasets(root: Path) -> dict[str, list[TrackTask | BadRow]]:
                                    fma_row(5, "test", "small", "[12]")])
     write_tone(fma / "fma_small" / "000" / "000002.mp3", 3.0, sr=22050, channels=2)
     (fma / "fma_small" / "000" / "000005.mp3").write_bytes(b"")         # empty file
-    mn = write_musicnet(root / "musicnet", [musicnet_meta("10"), musicnet_meta("11")],
+    mn = write_musicnet(root / "musicnet", [musicnet_meta("10", seconds=3),
+                                            musicnet_meta("11", seconds=3)],
                         {("train", "10"): [["0", "44100", "1", "60", "0", "1", "Quarter"]],
                          ("test", "11"): [["x", "y", "1", "60", "0", "1", "Quarter"]]})
     write_tone(mn / "train_data" / "10.wav", 3.0, sr=8000)

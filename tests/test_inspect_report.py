@@ -79,3 +79,44 @@ def test_report_renders_in_headless_chromium(work, tmp_path):
     m = re.search(r'data-plots="(\d+)" data-plots-rendered="(\d+)"', proc.stdout)
     assert m, "the report's load script did not run"
     assert m.group(1) == m.group(2) == "11"
+
+
+def test_inspect_on_a_rejected_set_says_what_went_wrong_and_what_to_do(tmp_path, capsys):
+    """A real ingest of a partial MusicCaps download: 1 of 5 videos present."""
+    from pipelines.ingest import run as ingest
+    from tests.dataset_fixtures import musiccaps_row, write_musiccaps, write_tone
+
+    rows = [musiccaps_row(y, 0, 3, "['calm']", "calm", False)
+            for y in ("have", "gone1", "gone2", "gone3", "gone4")]
+    data = write_musiccaps(tmp_path / "musiccaps", rows)
+    write_tone(data / "audio" / "have.flac", 3.0, sr=8000)
+    out = tmp_path / "clips"
+    beam = ["--direct_running_mode", "in_memory", "--direct_num_workers", "1",
+            "--clip-seconds", "10", "--min-clip-seconds", "2"]
+    args = ["--dataset", "musiccaps", "--data-dir", str(data), "--output", str(out), *beam]
+    assert ingest(args) == 1
+    err = capsys.readouterr().err
+    assert "4 of 5 inputs failed (80.0%), above --max-error-rate 0.5 (50.0%)" in err
+    assert "AudioNotFoundError=4" in err and "--max-error-rate 1" in err
+    assert not (out / s.INDEX_FILE).exists() and (out / "_index.rejected.json").exists()
+
+    assert inspect_run([str(out)]) == 1
+    shown = capsys.readouterr().out
+    assert "REJECTED" in shown and "incomplete (the stage did not finish)" not in shown
+    assert "4 of 5 inputs failed (80.0%)" in shown
+    assert "dead letters AudioNotFoundError: 4" in shown
+    assert "MusicCaps" in shown and "llark ingest ... --max-error-rate 1" in shown
+    assert "inputs: 5" in shown and "tracks_ok: 1" in shown
+    assert "1 incomplete (1 rejected)" in shown
+
+    # doing what it says commits the set, and the rerun says what it removed
+    assert ingest(args + ["--max-error-rate", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "of an earlier run whose output was rejected (_index.rejected.json)" in err
+    assert inspect_run([str(out)]) == 0
+    assert "REJECTED" not in capsys.readouterr().out
+    # --force on a complete set says it removed a complete output, not "an incomplete run"
+    assert ingest(args + ["--max-error-rate", "1", "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "--force: removed the complete output of an earlier run (1 rows" in err
+    assert "incomplete" not in err

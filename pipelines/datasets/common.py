@@ -25,9 +25,21 @@ from pipelines.schema import CLIP_METADATA_FIELDS, DATASETS, SPLITS, Clip, NoteE
 
 log = logging.getLogger("llark.datasets")
 
-#: File name extensions of the audio files readers look for (lower case, without the dot).
+#: File name extensions of the audio files readers look for (lower case, without the dot):
+#: read by soundfile (libsndfile) or, failing that, by ffmpeg.
 AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac",
-                                     "aif", "aiff", "webm")
+                                     "aif", "aiff", "aifc", "webm", "au", "snd", "caf", "w64",
+                                     "wv", "ape", "mka", "mp2", "ac3", "wma")
+
+#: Extensions of files that are certainly not audio (covers, notes, playlists, checksums,
+#: unfinished downloads): skipped as ``not_audio:.<ext>`` without being opened. A file with any
+#: other unlisted extension is probed (soundfile, then ffprobe).
+NOT_AUDIO_EXTENSIONS: tuple[str, ...] = (
+    "txt", "md", "rst", "pdf", "doc", "docx", "rtf", "html", "htm", "json", "jsonl", "csv",
+    "tsv", "xml", "yaml", "yml", "ini", "nfo", "log", "cue", "m3u", "m3u8", "pls", "sfv", "md5",
+    "sha1", "sha256", "jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff", "svg", "lrc",
+    "srt", "vtt", "mid", "midi", "db", "ds_store", "zip", "tar", "gz", "7z", "rar", "part",
+    "ytdl", "tmp", "py", "sh")
 
 #: Extensions tried in order for a ``{ext}`` placeholder in a MusicCaps filename template.
 TEMPLATE_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "m4a", "opus", "webm")
@@ -44,6 +56,7 @@ class ReaderOptions:
     metadata: str = ""            # the metadata file, when not at the dataset's default place
     subset: str = ""              # FMA: small / medium / large / full; "" = detect
     filename_template: str = "{ytid}.{ext}"   # MusicCaps audio file names
+    mtt_split: str = "12-1-3"     # MagnaTagATune folder split (magnatagatune.SPLIT_SCHEMES)
 
 
 # --------------------------------------------------------------------------- records
@@ -57,6 +70,9 @@ class TrackTask:
     (``window_start_s``/``window_end_s``, MusicCaps) is cut from a full-length file; a file
     already holding just that window is used whole. ``labels_uri`` names MusicNet's note labels.
     ``row`` says where the metadata came from (``file line N``) for error messages.
+    ``expected_duration_s`` is how long the metadata says the file is (MusicNet ``seconds``,
+    FMA ``track/duration`` or its 30 s clip, MusicCaps' window for a pre-cut clip; ``None`` when
+    the metadata does not say); ingest compares it with what decodes.
     """
 
     id: str
@@ -81,8 +97,11 @@ class TrackTask:
     composition: str = ""
     movement: str = ""
     ensemble: str = ""
+    expected_duration_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.expected_duration_s is not None and not self.expected_duration_s > 0:
+            raise ValueError(f"{self.id}: expected_duration_s {self.expected_duration_s} <= 0")
         if self.dataset not in DATASETS:
             raise ValueError(f"{self.id}: dataset {self.dataset!r} not in {DATASETS}")
         if self.split not in SPLITS:
@@ -143,6 +162,88 @@ class BadRow:
         return _BAD_ROW_ERRORS[self.error_type](f"{self.message}{where}")
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file in the data directory that is not an input, with the reason it is counted under.
+
+    Readers yield one for every file they list but do not ingest, so a folder's files are all
+    accounted for: audio without a metadata row (``audio_without_metadata``, MusicNet, FMA,
+    MagnaTagATune, MusicCaps) and files that are not audio (``folder``: ``not_audio:.txt``, or
+    ``no_audio_stream:.xyz`` when ffprobe finds none). ``id`` names the file (its path relative
+    to the folder that was listed, prefixed by the dataset); ingest writes it as a skip note.
+    """
+
+    id: str
+    dataset: str
+    reason: str
+    uri: str
+
+
+def skipped_file(dataset: str, root: str, uri: str, reason: str) -> SkippedFile:
+    """A :class:`SkippedFile` named ``{dataset}:{path relative to root}``."""
+    prefix = root.rstrip("/") + "/"
+    if is_uri(root):
+        rel = uri[len(prefix):] if uri.startswith(prefix) else basename(uri)
+    else:
+        rel = os.path.relpath(os.path.abspath(uri), os.path.abspath(root)).replace(os.sep, "/")
+    return SkippedFile(id=f"{dataset}:{rel}", dataset=dataset, reason=reason, uri=uri)
+
+
+#: Skip reason of an audio file that no metadata row names.
+ORPHAN_REASON = "audio_without_metadata"
+
+
+def extension(uri: str) -> str:
+    """``"a/B.WAV"`` → ``"wav"``; ``""`` for a name without one (``.DS_Store`` → ``ds_store``)."""
+    name = basename(uri)
+    if "." not in name.lstrip(".") and name.startswith("."):
+        return name[1:].lower()
+    return name.rsplit(".", 1)[1].lower() if "." in name else ""
+
+
+def is_audio_name(uri: str) -> bool:
+    """Whether the file's extension is one of :data:`AUDIO_EXTENSIONS`."""
+    return extension(uri) in AUDIO_EXTENSIONS
+
+
+def non_audio_reason(uri: str) -> str | None:
+    """Why a file with an unlisted extension is not an input, or ``None`` when it holds audio.
+
+    Certainly-not-audio extensions (:data:`NOT_AUDIO_EXTENSIONS`) → ``not_audio:.<ext>``
+    and macOS AppleDouble files (``._name``, any extension) → ``not_audio:._*`` without
+    opening the file; any other → probed with soundfile, then ffprobe:
+    ``no_audio_stream:.<ext>`` when neither finds audio (0-byte files included).
+    """
+    ext = extension(uri)
+    shown = f".{ext}" if ext else "(no extension)"
+    if basename(uri).startswith("._"):
+        return "not_audio:._* (macOS AppleDouble)"
+    if ext in NOT_AUDIO_EXTENSIONS:
+        return f"not_audio:{shown}"
+    from llark.audio import probe_audio
+    from llark.errors import AudioError
+
+    try:
+        probe_audio(read_bytes(uri) if is_uri(uri) else uri)
+    except AudioError:
+        return f"no_audio_stream:{shown}"
+    return None
+
+
+def orphans(dataset: str, root: str, listed: Iterable[str], found: Iterable[str]
+            ) -> Iterable[SkippedFile]:
+    """Audio files ``found`` under ``root`` that no task ``listed`` names, sorted, as skips."""
+    named = {path_key(u) for u in listed}
+    for uri in sorted(found):
+        if path_key(uri) not in named:
+            yield skipped_file(dataset, root, uri, ORPHAN_REASON)
+
+
+def path_key(uri: str) -> str:
+    """A file's identity for comparing listings with metadata paths (absolute local paths)."""
+    return uri if is_uri(uri) else os.path.abspath(uri)
+
+
 def bad_row(dataset: str, exc: LlarkError, row: str, source_id: str = "",
             row_key: str = "", audio_uri: str = "") -> BadRow:
     """A :class:`BadRow` for ``exc``; named by track ID when ``source_id`` is usable."""
@@ -158,7 +259,8 @@ def bad_row(dataset: str, exc: LlarkError, row: str, source_id: str = "",
                   audio_uri=audio_uri)
 
 
-def dedupe(items: Iterable[TrackTask | BadRow]) -> Iterable[TrackTask | BadRow]:
+def dedupe(items: Iterable[TrackTask | BadRow | SkippedFile]
+           ) -> Iterable[TrackTask | BadRow | SkippedFile]:
     """Pass items through; a task whose ID was already seen becomes a ``BadRow``."""
     seen: dict[str, str] = {}
     for item in items:

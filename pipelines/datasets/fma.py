@@ -19,6 +19,14 @@ top_level``), and, when present, ``track/title``, ``artist/name``, ``album/title
 track. Tracks outside the requested subset are not inputs of the run (their count is logged).
 Without ``--subset`` the one ``fma_<subset>`` folder in the data directory decides. Split:
 ``training`` → train, ``validation`` → validation, ``test`` → test.
+
+Length: ``fma_full`` holds whole tracks, the other subsets 30 s clips of them, so a track's
+expected length is ``track/duration`` (``--subset full``) or ``min(30, track/duration)``; ingest
+compares it with what decodes. FMA's durations come from its web API and are sometimes wrong
+(mdeff/fma issues #4 and #8: track 133297 is listed at 600 s, its audio is 114 s), so such files
+are dead letters unless ingest keeps them (``--keep-shorter-than-metadata``). An mp3 under
+``fma_<subset>/`` that ``tracks.csv`` does not list is counted as skipped
+(``audio_without_metadata``), one listed outside the requested subset as ``outside_subset``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pipelines.datasets.common import (
     BadRow,
     CsvRow,
     ReaderOptions,
+    SkippedFile,
     TrackTask,
     bad_row,
     basename,
@@ -38,10 +47,15 @@ from pipelines.datasets.common import (
     dedupe,
     exists,
     join,
+    list_files,
+    orphans,
+    parse_float,
     parse_int_list,
     parse_str_list,
+    path_key,
     read_text,
     safe_join,
+    skipped_file,
 )
 from pipelines.schema import track_id
 
@@ -53,7 +67,11 @@ _RANK = {"small": 0, "medium": 1, "large": 2}
 SPLITS = {"training": "train", "train": "train", "validation": "validation", "test": "test"}
 REQUIRED = (("set", "split"), ("set", "subset"), ("track", "genres"))
 OPTIONAL = (("track", "title"), ("artist", "name"), ("album", "title"), ("track", "tags"),
-            ("track", "genre_top"))
+            ("track", "genre_top"), ("track", "duration"))
+#: Length of the clips in fma_small / fma_medium / fma_large (fma_full holds whole tracks).
+CLIP_SECONDS = 30.0
+#: Skip reason of an mp3 whose track tracks.csv lists outside the requested subset.
+OUTSIDE_SUBSET_REASON = "outside_subset"
 
 
 def audio_path(tid: int) -> str:
@@ -104,8 +122,10 @@ def read_genres(text: str, name: str) -> dict[int, str]:
     return out
 
 
-def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRow]:
-    """One task per track of the requested subset; malformed rows → :class:`BadRow`."""
+def read_tasks(data_dir: str, opts: ReaderOptions
+               ) -> Iterator[TrackTask | BadRow | SkippedFile]:
+    """One task per track of the requested subset; malformed rows → :class:`BadRow`; mp3s
+    under the audio folder that are not inputs → :class:`SkippedFile`."""
     subset = resolve_subset(data_dir, opts)
     meta_dir = join(data_dir, "fma_metadata")
     tracks_uri = opts.metadata or join(meta_dir, "tracks.csv")
@@ -113,7 +133,15 @@ def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRo
     genres = read_genres(read_text(genres_uri, "FMA genres.csv"), basename(genres_uri))
     text = read_text(tracks_uri, "FMA tracks.csv")
     audio_dir = opts.audio_dir or join(data_dir, f"fma_{subset}")
-    return dedupe(_read(text, basename(tracks_uri), genres, subset, audio_dir))
+    outside: set[str] = set()
+    items = list(_read(text, basename(tracks_uri), genres, subset, audio_dir, outside))
+    found = list_files(join(audio_dir, "*", "*.mp3"))
+    listed = {path_key(t.audio_uri) for t in items if isinstance(t, TrackTask)}
+    listed |= {path_key(t.audio_uri) for t in items if isinstance(t, BadRow) and t.audio_uri}
+    skips = [skipped_file(DATASET, audio_dir, p, OUTSIDE_SUBSET_REASON) for p in found
+             if path_key(p) not in listed and basename(p)[:-len(".mp3")] in outside]
+    listed |= {path_key(s.uri) for s in skips}
+    return dedupe(items + skips + list(orphans(DATASET, audio_dir, listed, found)))
 
 
 def _columns(rows: Iterator[CsvRow], name: str) -> tuple[dict[tuple[str, str], int], CsvRow | None]:
@@ -138,8 +166,10 @@ def _columns(rows: Iterator[CsvRow], name: str) -> tuple[dict[tuple[str, str], i
     return pos, first_data
 
 
-def _read(text: str, name: str, genres: dict[int, str], subset: str, audio_dir: str
-          ) -> Iterator[TrackTask | BadRow]:
+def _read(text: str, name: str, genres: dict[int, str], subset: str, audio_dir: str,
+          outside_ids: set[str]) -> Iterator[TrackTask | BadRow]:
+    """Tasks and bad rows; the six-digit IDs of tracks outside ``subset`` go to
+    ``outside_ids``."""
     rows = iter(csv_rows(text, ",", name))
     pos, first = _columns(rows, name)
     outside = 0
@@ -156,10 +186,13 @@ def _read(text: str, name: str, genres: dict[int, str], subset: str, audio_dir: 
             task = _task(row.values, pos, genres, subset, audio_dir, where)
         except LlarkError as exc:
             sid = f"{int(raw_id):06d}" if raw_id.isdigit() else ""
-            yield bad_row(DATASET, exc, where, source_id=sid, row_key=f"{name}#L{row.line}")
+            audio = safe_join(audio_dir, audio_path(int(raw_id))) if raw_id.isdigit() else ""
+            yield bad_row(DATASET, exc, where, source_id=sid, row_key=f"{name}#L{row.line}",
+                          audio_uri=audio)
             continue
         if task is None:
             outside += 1
+            outside_ids.add(f"{int(raw_id):06d}")
             continue
         yield task
     if outside:
@@ -192,8 +225,14 @@ def _task(values: list[str], pos: dict[tuple[str, str], int], genres: dict[int, 
     if not names and get("track", "genre_top"):
         names.append(get("track", "genre_top"))
     tags = parse_str_list(get("track", "tags"), "track/tags") if ("track", "tags") in pos else ()
+    expected = None
+    if get("track", "duration"):
+        duration = parse_float(get("track", "duration"), "track/duration")
+        if duration > 0:
+            expected = duration if subset == "full" else min(CLIP_SECONDS, duration)
     source_id = f"{tid:06d}"
     return TrackTask(id=track_id(DATASET, source_id), dataset=DATASET, source_id=source_id,
                      split=SPLITS[split_value], audio_uri=safe_join(audio_dir, audio_path(tid)),
                      row=where, title=get("track", "title"), artist=get("artist", "name"),
-                     album=get("album", "title"), genres=tuple(names), tags=tags)
+                     album=get("album", "title"), genres=tuple(names), tags=tags,
+                     expected_duration_s=expected)

@@ -2,8 +2,14 @@
 
 Layout::
 
-    <data-dir>/**/<name>.<ext>       # wav flac mp3 ogg oga opus m4a aac aif aiff webm, any depth
+    <data-dir>/**/<name>.<ext>       # any depth; ext one of common.AUDIO_EXTENSIONS
     <data-dir>/metadata.csv          # optional (or metadata.jsonl, or --metadata FILE)
+
+Every file under the folder is accounted for: a file with a listed audio extension is an input;
+one with a certainly-not-audio extension (``.txt``, ``.jpg``, ``.cue``, ``.part`` ...) is
+counted as skipped ``not_audio:.<ext>``; any other is probed (soundfile, then ffprobe) and is
+an input when it holds audio, else skipped ``no_audio_stream:.<ext>``. The metadata file itself
+is not counted.
 
 The metadata (CSV with a header, or JSON lines) has a ``file_name`` column: the audio file's
 path relative to the data directory (``--audio-dir`` when given). Other recognised columns:
@@ -30,6 +36,7 @@ from pipelines.datasets.common import (
     AUDIO_EXTENSIONS,
     BadRow,
     ReaderOptions,
+    SkippedFile,
     TrackTask,
     bad_row,
     basename,
@@ -38,10 +45,14 @@ from pipelines.datasets.common import (
     exists,
     is_uri,
     join,
+    is_audio_name,
     list_files,
+    non_audio_reason,
     parse_str_list,
+    path_key,
     read_text,
     safe_relative,
+    skipped_file,
 )
 from pipelines.schema import SPLITS, track_id
 
@@ -71,45 +82,60 @@ def source_id_of(relative: str) -> str:
 
 
 def is_audio(path: str) -> bool:
-    name = basename(path)
-    return "." in name and name.rsplit(".", 1)[1].lower() in AUDIO_EXTENSIONS
+    return is_audio_name(path)
 
 
-def list_audio(root: str) -> dict[str, str]:
-    """``{relative posix path: uri}`` of every audio file under ``root`` (any depth)."""
+def _relative(root: str, path: str) -> str:
+    if is_uri(root):
+        prefix = root.rstrip("/") + "/"
+        return path[len(prefix):] if path.startswith(prefix) else basename(path)
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(root)).replace(os.sep, "/")
+
+
+def list_audio(root: str, exclude: tuple[str, ...] = ()
+               ) -> tuple[dict[str, str], list[SkippedFile]]:
+    """``{relative posix path: uri}`` of every audio file under ``root`` (any depth), and a
+    :class:`SkippedFile` for every other file (see the module doc); ``exclude``: metadata
+    files, not counted."""
     out: dict[str, str] = {}
-    prefix = root.rstrip("/") + "/"
+    skipped: list[SkippedFile] = []
+    excluded = {path_key(e) for e in exclude}
     for path in list_files(join(root, "**")):
-        if not is_audio(path):
+        if path_key(path) in excluded:
             continue
-        if is_uri(root):
-            rel = path[len(prefix):] if path.startswith(prefix) else basename(path)
-        else:
-            rel = os.path.relpath(path, root).replace(os.sep, "/")
+        rel = _relative(root, path)
+        if not is_audio_name(path):
+            reason = non_audio_reason(path)
+            if reason is not None:
+                skipped.append(skipped_file(DATASET, root, path, reason))
+                continue
         out[rel] = path
-    return out
+    return out, skipped
 
 
-def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRow]:
-    """Metadata rows first (file order), then audio files without a row (sorted by path)."""
+def read_tasks(data_dir: str, opts: ReaderOptions
+               ) -> Iterator[TrackTask | BadRow | SkippedFile]:
+    """Metadata rows first (file order), then audio files without a row (sorted by path), then
+    the files that are not audio."""
     root = opts.audio_dir or data_dir
-    audio = list_audio(root)
     meta = opts.metadata
+    present = [join(data_dir, m) for m in METADATA_FILES if exists(join(data_dir, m))]
     if not meta:
-        present = [join(data_dir, m) for m in METADATA_FILES if exists(join(data_dir, m))]
         if len(present) > 1:
             raise ConfigError(f"both {METADATA_FILES[0]} and {METADATA_FILES[1]} are in "
                               f"{data_dir}; choose one with --metadata")
         meta = present[0] if present else ""
+    audio, skipped = list_audio(root, tuple(present) + ((meta,) if meta else ()))
     if not meta and not audio:
-        raise MetadataError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+        raise MetadataError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}"
+                            + (f"; {len(skipped)} other file(s)" if skipped else ""))
     rows: list[_Row | BadRow] = []
     if meta:
         text = read_text(meta, "folder metadata")
         name = basename(meta)
         rows = list(_jsonl_rows(text, name) if meta.lower().endswith((".jsonl", ".json"))
                     else _csv_rows(text, name))
-    return dedupe(_tasks(rows, audio, root))
+    return dedupe(list(_tasks(rows, audio, root)) + skipped)
 
 
 def _tasks(rows: list[_Row | BadRow], audio: dict[str, str], root: str

@@ -11,8 +11,17 @@ Layout (``--audio-dir`` moves the mp3 folders, ``--metadata`` the annotations fi
 Both CSVs are tab-separated with every field in double quotes. The two files are joined on
 ``clip_id``; a clip listed in only one of them is still ingested (with what that file knows).
 Tag columns are every column except ``clip_id`` and ``mp3_path`` (188 in the release); a ``1``
-puts the column name in the clip's ``tags``. Split by folder, as is usual for this dataset:
-``0``–``9`` and ``a`` → train, ``b``, ``c`` → validation, ``d``–``f`` → test.
+puts the column name in the clip's ``tags``. An mp3 in the 16 folders that neither file lists
+is counted as skipped (``audio_without_metadata``).
+
+Split by folder (``--mtt-split``, see :data:`SPLIT_SCHEMES`):
+
+- ``12-1-3`` (default): ``0``–``b`` → train, ``c`` → validation, ``d``–``f`` → test. The split
+  most published tagging results use (Dieleman & Schrauwen 2014, "End-to-end learning for
+  music audio"); the 15,244 / 1,529 / 4,332 clip lists of the sample-level CNN and musicnn
+  papers are this split filtered to clips with at least one of the 50 most frequent tags.
+- ``11-2-3``: ``0``–``a`` → train, ``b``, ``c`` → validation, ``d``–``f`` → test, as some
+  codebases have it (llark's default before this flag existed).
 """
 
 from __future__ import annotations
@@ -21,11 +30,12 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from llark.errors import LlarkError, MetadataError
+from llark.errors import ConfigError, LlarkError, MetadataError
 from pipelines.datasets.common import (
     BadRow,
     CsvRow,
     ReaderOptions,
+    SkippedFile,
     TrackTask,
     bad_row,
     basename,
@@ -33,6 +43,8 @@ from pipelines.datasets.common import (
     csv_rows,
     dedupe,
     join,
+    list_files,
+    orphans,
     read_text,
     safe_join,
 )
@@ -46,9 +58,15 @@ CLIP_INFO_FILE = "clip_info_final.csv"
 CLIP_INFO_COLUMNS = ("clip_id", "track_number", "title", "artist", "album", "url",
                      "segmentStart", "segmentEnd", "original_url", "mp3_path")
 N_TAGS = 188
-FOLDER_SPLITS: dict[str, str] = {
-    **{c: "train" for c in "0123456789a"}, "b": "validation", "c": "validation",
-    "d": "test", "e": "test", "f": "test"}
+#: ``--mtt-split`` name → folder → split. ``12-1-3`` is the literature's split (the default).
+SPLIT_SCHEMES: dict[str, dict[str, str]] = {
+    "12-1-3": {**{c: "train" for c in "0123456789ab"}, "c": "validation",
+               "d": "test", "e": "test", "f": "test"},
+    "11-2-3": {**{c: "train" for c in "0123456789a"}, "b": "validation", "c": "validation",
+               "d": "test", "e": "test", "f": "test"},
+}
+DEFAULT_SPLIT = "12-1-3"
+FOLDER_SPLITS: dict[str, str] = SPLIT_SCHEMES[DEFAULT_SPLIT]
 
 
 @dataclass(frozen=True)
@@ -75,16 +93,27 @@ class _Info:
     mp3_path: str
 
 
-def split_of(mp3_path: str) -> str:
+def check_split_scheme(scheme: str) -> dict[str, str]:
+    """The folder → split map of ``scheme``; :class:`ConfigError` for an unknown name."""
+    if scheme not in SPLIT_SCHEMES:
+        raise ConfigError(f"--mtt-split {scheme!r}: choose one of {sorted(SPLIT_SCHEMES)} "
+                          f"(default {DEFAULT_SPLIT}, the split most published results use)")
+    return SPLIT_SCHEMES[scheme]
+
+
+def split_of(mp3_path: str, scheme: str = DEFAULT_SPLIT) -> str:
     """``"f/x.mp3"`` → ``"test"``; :class:`MetadataError` when not under one of the 16 folders."""
+    folders = check_split_scheme(scheme)
     folder = mp3_path.replace("\\", "/").split("/", 1)[0]
-    if folder not in FOLDER_SPLITS or "/" not in mp3_path.replace("\\", "/"):
+    if folder not in folders or "/" not in mp3_path.replace("\\", "/"):
         raise MetadataError(f"mp3_path {mp3_path!r} is not under one of the folders 0-9, a-f")
-    return FOLDER_SPLITS[folder]
+    return folders[folder]
 
 
-def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRow]:
-    """One task per clip_id of the union of both files; malformed rows → :class:`BadRow`."""
+def read_tasks(data_dir: str, opts: ReaderOptions
+               ) -> Iterator[TrackTask | BadRow | SkippedFile]:
+    """One task per clip_id of the union of both files; malformed rows → :class:`BadRow`;
+    mp3s in the 16 folders that neither file lists → :class:`SkippedFile`."""
     ann_uri = opts.metadata or join(data_dir, ANNOTATIONS_FILE)
     info_uri = join(data_dir, CLIP_INFO_FILE)
     audio_dir = opts.audio_dir or data_dir
@@ -93,11 +122,15 @@ def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRo
                                          ann_name)
     infos, bad_info = _read_clip_info(read_text(info_uri, f"MagnaTagATune {CLIP_INFO_FILE}"),
                                       info_name)
-    return dedupe(_join(annotations, infos, bad + bad_info, audio_dir))
+    folders = check_split_scheme(opts.mtt_split)
+    items = list(_join(annotations, infos, bad + bad_info, audio_dir, opts.mtt_split))
+    found = [p for folder in sorted(folders) for p in list_files(join(audio_dir, folder, "*.mp3"))]
+    listed = [t.audio_uri for t in items if isinstance(t, TrackTask)]
+    return dedupe(items + list(orphans(DATASET, audio_dir, listed, found)))
 
 
 def _join(annotations: dict[str, _Annotated | _Bad], infos: dict[str, _Info | _Bad],
-          bad: list[BadRow], audio_dir: str) -> Iterator[TrackTask | BadRow]:
+          bad: list[BadRow], audio_dir: str, scheme: str) -> Iterator[TrackTask | BadRow]:
     yield from bad
     for cid in sorted(set(annotations) | set(infos), key=_clip_order):
         ann, info = annotations.get(cid), infos.get(cid)
@@ -113,7 +146,7 @@ def _join(annotations: dict[str, _Annotated | _Bad], infos: dict[str, _Info | _B
                     else "no mp3_path"))
             (mp3_path,) = paths
             audio_uri = safe_join(audio_dir, mp3_path)
-            split = split_of(mp3_path)
+            split = split_of(mp3_path, scheme)
             yield TrackTask(id=track_id(DATASET, cid), dataset=DATASET, source_id=cid,
                             split=split, audio_uri=audio_uri, row=where,
                             title=info.title if info else "", artist=info.artist if info else "",

@@ -13,6 +13,10 @@ newlines; ytids may start with ``-``. Each row becomes one task whose fixed wind
 used whole (decided from the file's duration at ingest). Split: ``is_audioset_eval`` true →
 ``eval``, else ``train``. ``audioset_positive_labels`` (AudioSet machine IDs), ``author_id`` and
 ``is_balanced_subset`` are not carried.
+
+Files under the audio folder that no row names are counted as skipped: audio as
+``audio_without_metadata``, anything else (yt-dlp's ``.part`` leftovers, ``.json`` info files)
+as ``not_audio:.<ext>`` (see :func:`pipelines.datasets.common.non_audio_reason`).
 """
 
 from __future__ import annotations
@@ -21,21 +25,28 @@ from typing import Iterator
 
 from llark.errors import ConfigError, LlarkError, MetadataError
 from pipelines.datasets.common import (
+    ORPHAN_REASON,
     TEMPLATE_EXTENSIONS,
     BadRow,
     ReaderOptions,
+    SkippedFile,
     TrackTask,
     bad_row,
     basename,
     check_source_id,
     csv_rows,
     dedupe,
+    is_audio_name,
     join,
+    list_files,
+    non_audio_reason,
     parse_bool,
     parse_float,
     parse_str_list,
+    path_key,
     read_text,
     safe_join,
+    skipped_file,
 )
 from pipelines.schema import track_id
 
@@ -69,13 +80,34 @@ def audio_names(template: str, ytid: str, start_s: float, end_s: float) -> list[
                             end_s=_seconds_text(end_s), ext=ext) for ext in exts]
 
 
-def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRow]:
-    """One :class:`TrackTask` or :class:`BadRow` per data row of ``musiccaps-public.csv``."""
+def read_tasks(data_dir: str, opts: ReaderOptions
+               ) -> Iterator[TrackTask | BadRow | SkippedFile]:
+    """One :class:`TrackTask` or :class:`BadRow` per data row of ``musiccaps-public.csv``,
+    then a :class:`SkippedFile` per file under the audio folder that no row names."""
     check_template(opts.filename_template)
     meta = opts.metadata or join(data_dir, METADATA_FILE)
     audio_dir = opts.audio_dir or join(data_dir, "audio")
     text = read_text(meta, f"MusicCaps metadata ({METADATA_FILE})")
-    return dedupe(_read(text, basename(meta), audio_dir, opts.filename_template))
+    items = list(_read(text, basename(meta), audio_dir, opts.filename_template))
+    return dedupe(items + _unnamed_files(items, audio_dir))
+
+
+def _unnamed_files(items: list[TrackTask | BadRow], audio_dir: str) -> list[SkippedFile]:
+    """Files under ``audio_dir`` that no row names (a malformed row's ytid counts as naming the
+    files that start with it)."""
+    named = {path_key(u) for t in items if isinstance(t, TrackTask) for u in t.audio_candidates}
+    bad_ids = tuple(t.id.split(":", 1)[1] for t in items if isinstance(t, BadRow)
+                    and "#L" not in t.id)
+    out: list[SkippedFile] = []
+    for path in list_files(join(audio_dir, "**")):
+        if path_key(path) in named or (bad_ids and basename(path).startswith(bad_ids)):
+            continue
+        if is_audio_name(path):
+            out.append(skipped_file(DATASET, audio_dir, path, ORPHAN_REASON))
+            continue
+        reason = non_audio_reason(path)
+        out.append(skipped_file(DATASET, audio_dir, path, reason or ORPHAN_REASON))
+    return out
 
 
 def _read(text: str, name: str, audio_dir: str, template: str

@@ -13,8 +13,13 @@ Layout (``--metadata`` moves the metadata file, ``--audio-dir`` the folder holdi
 The split is the folder the recording is in. Label times are sample indices at 44.1 kHz;
 ``instrument`` is a 1-based General MIDI program (1 = piano, 41 = violin, 43 = cello). Each
 clip carries the instruments that play in its window (GM names, by program number) and the
-note events that overlap the window, shifted to window time: ``start_s`` is negative for a
-note that began before the window and ``end_s`` may pass the window's end.
+note events that overlap the window, shifted to window time with their true onset and offset:
+``start_s`` is negative for a note that began before the window and ``end_s`` may pass the
+window's end (``start_beat``/``end_beat`` are the same whole note's score beats).
+
+``seconds`` is the recording's length; ingest compares it with what decodes (a shorter file is a
+``TruncatedAudioError``, see :mod:`pipelines.ingest`). A wav in ``{train,test}_data/`` without a
+metadata row is counted as skipped (``audio_without_metadata``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from llark.errors import AudioNotFoundError, LlarkError, MetadataError
 from pipelines.datasets.common import (
     BadRow,
     ReaderOptions,
+    SkippedFile,
     TrackTask,
     bad_row,
     basename,
@@ -33,6 +39,8 @@ from pipelines.datasets.common import (
     dedupe,
     join,
     list_files,
+    orphans,
+    parse_float,
     read_text,
 )
 from pipelines.datasets.gm import program_name
@@ -48,16 +56,24 @@ LABEL_SAMPLE_RATE_HZ = 44100
 SPLIT_FOLDERS = (("train", "train_data", "train_labels"), ("test", "test_data", "test_labels"))
 
 
-def read_tasks(data_dir: str, opts: ReaderOptions) -> Iterator[TrackTask | BadRow]:
-    """One task per metadata row; the split is the folder its wav is in."""
+def read_tasks(data_dir: str, opts: ReaderOptions
+               ) -> Iterator[TrackTask | BadRow | SkippedFile]:
+    """One task per metadata row (the split is the folder its wav is in), then a
+    :class:`SkippedFile` per wav no row names."""
     meta = opts.metadata or join(data_dir, METADATA_FILE)
     base = opts.audio_dir or data_dir
     text = read_text(meta, f"MusicNet metadata ({METADATA_FILE})")
     where_is: dict[str, list[str]] = {}
+    found: list[str] = []
     for split, data_folder, _ in SPLIT_FOLDERS:
         for path in list_files(join(base, data_folder, "*.wav")):
+            found.append(path)
             where_is.setdefault(basename(path)[:-len(".wav")], []).append(split)
-    return dedupe(_read(text, basename(meta), base, where_is))
+    items = list(_read(text, basename(meta), base, where_is))
+    listed = {t.source_id for t in items if isinstance(t, TrackTask)}
+    listed |= {t.id.split(":", 1)[1] for t in items if isinstance(t, BadRow)}
+    named = [p for p in found if basename(p)[:-len(".wav")] in listed]
+    return dedupe(items + list(orphans(DATASET, base, named, found)))
 
 
 def _read(text: str, name: str, base: str, where_is: dict[str, list[str]]
@@ -88,6 +104,11 @@ def _read(text: str, name: str, base: str, where_is: dict[str, list[str]]
             if not splits:
                 raise AudioNotFoundError(
                     f"no {rid}.wav in {join(base, 'train_data')} or {join(base, 'test_data')}")
+            seconds = None
+            if "seconds" in pos and row.values[pos["seconds"]].strip():
+                seconds = parse_float(row.values[pos["seconds"]], "seconds")
+                if seconds <= 0:
+                    raise MetadataError(f"seconds is {seconds:g}; a recording's length must be > 0")
             split = splits[0]
             data_folder, labels_folder = (f"{split}_data", f"{split}_labels")
             yield TrackTask(
@@ -97,7 +118,7 @@ def _read(text: str, name: str, base: str, where_is: dict[str, list[str]]
                 composer=row.values[pos["composer"]].strip(),
                 composition=row.values[pos["composition"]].strip(),
                 movement=row.values[pos["movement"]].strip(),
-                ensemble=row.values[pos["ensemble"]].strip())
+                ensemble=row.values[pos["ensemble"]].strip(), expected_duration_s=seconds)
         except LlarkError as exc:
             audio = join(base, "train_data", f"{rid}.wav") if isinstance(
                 exc, AudioNotFoundError) else ""
@@ -108,7 +129,8 @@ def _read(text: str, name: str, base: str, where_is: dict[str, list[str]]
 def parse_labels(text: str, name: str) -> tuple[NoteEvent, ...]:
     """A MusicNet label file → note events in track seconds, sorted by onset.
 
-    Raises :class:`MetadataError` naming the line for a missing column or a bad value.
+    ``name`` is how errors name the file (ingest passes its full path). Raises
+    :class:`MetadataError` naming the file and line for a missing column or a bad value.
     """
     rows = iter(csv_rows(text, ",", name))
     header = next(rows, None)
@@ -130,7 +152,9 @@ def parse_labels(text: str, name: str) -> tuple[NoteEvent, ...]:
             raise MetadataError(f"{name} line {row.line}: note from sample {start} to {end}")
         if not 0 <= pitch <= 127:
             raise MetadataError(f"{name} line {row.line}: MIDI note {pitch} outside 0..127")
-        program_name(program)  # validates 1..128
+        if not 1 <= program <= 128:
+            raise MetadataError(f"{name} line {row.line}: instrument {program} is not a "
+                                "General MIDI program (MusicNet numbers them 1..128)")
         notes.append(NoteEvent(start / LABEL_SAMPLE_RATE_HZ, end / LABEL_SAMPLE_RATE_HZ, program,
                                pitch, start_beat, end_beat, v["note_value"]))
     return tuple(sorted(notes, key=lambda n: (n.start_s, n.pitch_midi, n.program)))
@@ -138,13 +162,15 @@ def parse_labels(text: str, name: str) -> tuple[NoteEvent, ...]:
 
 def window_notes(notes: tuple[NoteEvent, ...], start_s: float, end_s: float
                  ) -> tuple[tuple[NoteEvent, ...], tuple[str, ...]]:
-    """Notes overlapping ``[start_s, end_s)`` shifted to window time and trimmed to the window
-    (a note held across a window edge keeps only the part the clip contains; its beat fields
-    stay the score's), and the GM names of the instruments that play in the window (ordered by
-    program number)."""
-    length = end_s - start_s
+    """Notes overlapping ``[start_s, end_s)`` shifted to window time, and the GM names of the
+    instruments that play in the window (ordered by program number).
+
+    A note keeps its true onset and offset: one that began before the window has a negative
+    ``start_s``, one held past the window's end an ``end_s`` beyond its length, so times and
+    the score's ``start_beat``/``end_beat`` describe the same note (clip with
+    ``max(0, start_s)`` / ``min(length, end_s)`` for the sounding part)."""
     inside = tuple(
-        NoteEvent(round(max(0.0, n.start_s - start_s), 6), round(min(length, n.end_s - start_s), 6),
+        NoteEvent(round(n.start_s - start_s, 6), round(n.end_s - start_s, 6),
                   n.program, n.pitch_midi, n.start_beat, n.end_beat, n.note_value)
         for n in notes if n.start_s < end_s and n.end_s > start_s)
     programs = sorted({n.program for n in inside})
