@@ -9,7 +9,8 @@ that corpus is held out for acceptance). Every label comes from the score:
   ending and the piece is refused (:class:`ScoreRejected`, reason ``"modal"``);
 * **meter**: the time signature; only 3/4 and 4/4 without changes are kept (the bar lengths
   the beat trackers model), beats are quarter notes;
-* **beats and downbeats**: from the bar lines (a pickup bar is numbered from its end);
+* **beats and downbeats**: from the bar lines (a pickup or a bar split at a fermata is
+  numbered from its place in the bar, music21's ``paddingLeft``);
 * **chords** (pieces with two parts or more): ``chordify()`` reduced to Harte labels:
   major / minor triads → ``R:maj`` / ``R:min``, dominant sevenths → ``R:7`` (scored as major
   by mir_eval's majmin), every other sonority → ``X`` (not scored). Monophonic tunes have no
@@ -221,17 +222,18 @@ def read_score(score: Any, piece_id: str, source: str) -> ScoreFacts:
     measures = list(parts[0].getElementsByClass(m21stream.Measure))
     if not measures:
         raise ScoreRejected("meter", f"{piece_id}: no bars")
-    for i, m in enumerate(measures):
-        length = float(m.duration.quarterLength)
-        start = float(m.offset)
-        if i == 0 and length < meter - 1e-6:          # pickup: numbered from its end
-            k = int(round(length))
-            for j in range(k):
-                beats.append((start + j, meter - k + j + 1))
-            continue
-        for j in range(meter):
-            if start + j < end_q - 1e-6:
-                beats.append((start + j, j + 1))
+    for m in measures:
+        # A bar may be split (a pickup, or a chorale's bar broken at a fermata): its
+        # paddingLeft says where in the bar it starts; beats sit on whole bar positions.
+        start, length = float(m.offset), float(m.duration.quarterLength)
+        pad = float(m.paddingLeft or 0.0)
+        first = int(np.ceil(pad - 1e-6))
+        for pos in range(first, meter):
+            t = start + pos - pad
+            if t >= start + length - 1e-6 or t >= end_q - 1e-6:
+                break
+            if not beats or t > beats[-1][0] + 1e-6:
+                beats.append((t, pos + 1))
 
     chords: tuple[tuple[float, float, str], ...] = ()
     if len(parts) >= 2:
@@ -324,28 +326,40 @@ def fluidsynth(midi: Path, soundfont: str, out_wav: Path, sample_rate_hz: int) -
         raise RuntimeError(f"fluidsynth failed ({done.returncode}): {done.stderr[-500:]}")
 
 
+def cut_seconds(facts: ScoreFacts, tempo_bpm: float, seconds: float) -> float:
+    """Length of the rendering's cut: ``seconds``, or the whole piece when shorter."""
+    return min(seconds, facts.end_q * 60.0 / tempo_bpm)
+
+
+def timed_labels(facts: ScoreFacts, tempo_bpm: float, seconds: float
+                 ) -> tuple[tuple[tuple[float, int], ...], tuple[tuple[float, float, str], ...]]:
+    """The score's beats ``(time_s, number)`` and chords ``(start_s, end_s, label)`` at
+    ``tempo_bpm`` inside the first ``seconds``."""
+    s_per_q = 60.0 / tempo_bpm
+    beats = tuple((round(q * s_per_q, 4), n) for q, n in facts.beats_q if q * s_per_q < seconds)
+    chords = tuple((round(s * s_per_q, 4), round(min(e * s_per_q, seconds), 4), lab)
+                   for s, e, lab in facts.chords_q if s * s_per_q < seconds)
+    return beats, chords
+
+
 def render(facts: ScoreFacts, spec: RenderSpec) -> RenderedScore:
     """Render one piece and cut the first ``spec.seconds``; labels in seconds."""
     import soundfile as sf
 
-    s_per_q = 60.0 / spec.tempo_bpm
     with tempfile.TemporaryDirectory(prefix="llark-score-") as tmp:
         midi, wav = Path(tmp) / "piece.mid", Path(tmp) / "piece.wav"
         humanised_midi(facts, spec, midi)
         fluidsynth(midi, spec.soundfont, wav, spec.sample_rate_hz)
         audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
     audio = audio.mean(axis=1)
-    piece_s = facts.end_q * s_per_q
-    seconds = min(spec.seconds, piece_s)
+    seconds = cut_seconds(facts, spec.tempo_bpm, spec.seconds)
     audio = audio[:int(round(seconds * sr))]
     if audio.size < int(round(seconds * sr)):
         audio = np.pad(audio, (0, int(round(seconds * sr)) - audio.size))
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > 0:
         audio = (audio * (0.7 / peak)).astype(np.float32)
-    beats = tuple((round(q * s_per_q, 4), n) for q, n in facts.beats_q if q * s_per_q < seconds)
-    chords = tuple((round(s * s_per_q, 4), round(min(e * s_per_q, seconds), 4), lab)
-                   for s, e, lab in facts.chords_q if s * s_per_q < seconds)
+    beats, chords = timed_labels(facts, spec.tempo_bpm, seconds)
     return RenderedScore(id=f"{facts.id}@{spec.tempo_bpm:.0f}bpm", audio=audio,
                          sample_rate_hz=int(sr), key=facts.key, meter=facts.meter,
                          tempo_bpm=spec.tempo_bpm, beats=beats, chords=chords, spec=spec)
