@@ -21,9 +21,13 @@ from annotate.instruct.render import render_facts
 from annotate.instruct.template import TEMPLATE_VERSION, TemplateWriter
 from annotate.instruct.validate import qa_items
 
-# Update both together when a prompt text changes (and say so in the commit).
-PROMPT_VERSION_EXPECTED = "instruct-prompts-2"
-PROMPT_FINGERPRINT_EXPECTED = "473c00c1e98bb60157da33e5c67972cbd869f1ccd097e9dc51dc88f1ea31aa20"
+# The fingerprint of the prompt texts of every released PROMPT_VERSION, oldest first.
+# Append-only: when a prompt text changes, bump PROMPT_VERSION and ADD its entry here (say so in
+# the commit); never edit an existing entry, records made with that version carry its name.
+PROMPT_FINGERPRINTS = {
+    "instruct-prompts-1": "fe5fa3a3d1da739843c19a88cfefa0f9b0e0a3bc58bb7aed76cfe4986bca30ea",
+    "instruct-prompts-2": "473c00c1e98bb60157da33e5c67972cbd869f1ccd097e9dc51dc88f1ea31aa20",
+}
 
 ROCK = ClipFacts(
     clip_id="fma:000002:0-23777", dataset="fma", duration_s=23.777, source_id="000002",
@@ -282,9 +286,23 @@ def test_long_chord_timelines_are_capped():
 # --------------------------------------------------------------------------- prompts
 
 def test_prompt_version_matches_the_prompt_texts():
-    assert PROMPT_VERSION == PROMPT_VERSION_EXPECTED
-    assert prompt_fingerprint() == PROMPT_FINGERPRINT_EXPECTED, (
-        "a prompt text changed: bump PROMPT_VERSION and update both expected values here")
+    """A changed prompt text fails until PROMPT_VERSION is bumped to a new entry appended to
+    PROMPT_FINGERPRINTS. (No test can stop someone rewriting an existing entry instead; the
+    table is append-only so that such an edit shows in review as a changed released line.)"""
+    versions = list(PROMPT_FINGERPRINTS)
+    assert versions == [f"instruct-prompts-{n}" for n in range(1, len(versions) + 1)]
+    assert len(set(PROMPT_FINGERPRINTS.values())) == len(versions), (
+        "two versions with the same prompt texts: a version was bumped without a text change, "
+        "or an old entry was edited")
+    assert PROMPT_VERSION == versions[-1], (
+        f"PROMPT_VERSION {PROMPT_VERSION!r} is not the newest entry of PROMPT_FINGERPRINTS; "
+        "add it (append-only)")
+    fingerprint = prompt_fingerprint()
+    released = [v for v, f in PROMPT_FINGERPRINTS.items() if f == fingerprint]
+    assert fingerprint == PROMPT_FINGERPRINTS[PROMPT_VERSION], (
+        f"a prompt text changed ({fingerprint}) but PROMPT_VERSION is still {PROMPT_VERSION!r}: "
+        "bump it and append the new fingerprint to PROMPT_FINGERPRINTS"
+        + (f" (these texts are those of {released[0]})" if released else ""))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
