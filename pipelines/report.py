@@ -1,10 +1,14 @@
 """``llark inspect DIR --report report.html``: one self-contained HTML page with PNG plots.
 
 Plots (embedded as base64 PNG, so the file can be mailed or opened offline): tempo histogram,
-key and mode distribution, chord vocabulary, meter, clip durations, Q&A per family and per
-dataset, validation drops by reason, embedding norms per dataset, dead letters by error type;
-then every stage's counts from its index, the evaluation metrics when present, and a table of
-sample Q&A next to their clip's labels. Reads what it finds under DIR; sections without data
+key and mode distribution, chord vocabulary, meter, the key, tempo, meter and chord
+confidences (histograms, with the instruct threshold below which nothing is stated: the
+instruction set's ``min_confidence`` when the folder has one, else the default; and a table of
+how many clips fall below it), clip durations, Q&A per family and per dataset,
+validation drops by reason, embedding norms per dataset, dead letters by error type; then every
+stage's counts from its index, the evaluation metrics when present, and a table of sample Q&A
+next to their clip's labels. Keys are shown as musicians write them (``Bb major``) whatever
+spelling the annotations were stored with. Reads what it finds under DIR; sections without data
 say so rather than disappearing.
 """
 
@@ -21,10 +25,15 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE
+from llark.music import spell_key
 from pipelines.schema import EMBEDDING_DTYPE
 
 MAX_SAMPLE_QA = 12
 NORM_ROWS_PER_SET = 2000
+#: annotation fields whose confidence is plotted: (title, Annotation column)
+CONFIDENCE_FIELDS = (("key", "key_confidence"), ("tempo", "tempo_confidence"),
+                     ("meter", "meter_confidence"), ("chords", "chords_confidence"))
 
 
 def _parts(path: Path) -> list[Path]:
@@ -85,6 +94,22 @@ def _hist(title: str, values: list[float], xlabel: str, bins: int = 30,
     return _png(fig)
 
 
+def _confidence_hists(confidences: dict[str, list[float]], threshold: float) -> str | None:
+    """One figure, a histogram per field, each with the instruct threshold drawn."""
+    import matplotlib.pyplot as plt
+
+    if not any(confidences.values()):
+        return None
+    fig, axes = plt.subplots(1, len(CONFIDENCE_FIELDS), figsize=(10, 2.8), sharey=True)
+    for ax, (name, _column) in zip(axes, CONFIDENCE_FIELDS):
+        ax.hist(confidences[name], bins=20, range=(0.0, 1.0), color="#4C72B0")
+        ax.axvline(threshold, color="#C44E52", linestyle="--", linewidth=1)
+        ax.set_title(f"{name} confidence", fontsize=9)
+        ax.set_xlabel("confidence")
+    axes[0].set_ylabel("clips")
+    return _png(fig)
+
+
 def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
     """Everything the plots need, read column-wise from the shard sets under ``root``."""
     data: dict[str, Any] = {
@@ -92,6 +117,8 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
         "meter": Counter(), "durations": defaultdict(list), "families": Counter(),
         "qa_datasets": Counter(), "drops": Counter(), "norms": defaultdict(list),
         "dead": Counter(), "labels": {}, "qa": [], "stages": [], "eval": {},
+        "confidence": {name: [] for name, _column in CONFIDENCE_FIELDS},
+        "threshold": DEFAULT_MIN_CONFIDENCE,     # the instruct set's own when there is one
     }
     for s in summaries:
         rec = _record(s)
@@ -110,6 +137,8 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
             for reason, n in idx.skipped.items():
                 if rec == "instruction":
                     data["drops"][f"skipped: {reason}"] += n
+            if rec == "instruction" and isinstance(idx.config.get("min_confidence"), (int, float)):
+                data["threshold"] = float(idx.config["min_confidence"])
         norm_rows = 0
         for part in _parts(s.path):
             pf = pq.ParquetFile(part)
@@ -126,9 +155,12 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
                     if ann["is_silent"]:
                         continue
                     data["tempo"].append(ann["tempo_bpm"])
+                    for name, column in CONFIDENCE_FIELDS:
+                        data["confidence"][name].append(float(ann[column]))
                     if ann["key"]:
-                        data["keys"][ann["key"]] += 1
-                        data["modes"][ann["key"].split()[-1]] += 1
+                        key = spell_key(ann["key"])
+                        data["keys"][key] += 1
+                        data["modes"][key.split()[-1]] += 1
                     data["meter"][f"{ann['meter']}/4" if ann["meter"] else "unknown"] += 1
                     for ch in ann["chords"]:
                         data["chords"][ch["label"]] += 1
@@ -176,6 +208,7 @@ def render(root: Path, data: dict[str, Any]) -> str:
         ("Mode", _bar("Mode", data["modes"])),
         ("Chord vocabulary", _bar("Chord labels (segments)", data["chords"], horizontal=True)),
         ("Meter", _bar("Meter (beats per bar)", data["meter"])),
+        ("Annotation confidences", _confidence_hists(data["confidence"], data["threshold"])),
         ("Clip durations", _hist("Clip duration", [], "seconds", groups=dict(data["durations"]))
          if data["durations"] else None),
         ("Q&A per family", _bar("Conversations per family", data["families"])),
@@ -207,6 +240,20 @@ def render(root: Path, data: dict[str, Any]) -> str:
                 if png else "<p class='empty'>no data for this plot in this folder</p>")
         out.append(f"<div class='card'><h3>{esc(title)}</h3>{body}</div>")
     out.append("</div>")
+    conf, threshold = data["confidence"], data["threshold"]
+    if any(conf.values()):
+        out.append(f"<h2>Annotation confidence</h2><p>Below {threshold:.2f} (the "
+                   "instruct threshold) a key, tempo, meter or chord timeline is not stated in "
+                   "the instruction data (\"no clear key\").</p><table><tr><th>field</th>"
+                   "<th>clips</th><th>below the threshold</th><th>median</th></tr>")
+        for name, _column in CONFIDENCE_FIELDS:
+            values = conf[name]
+            low = sum(v < threshold for v in values)
+            share = f"{low} ({low / len(values):.0%})" if values else "—"
+            median = f"{float(np.median(values)):.2f}" if values else "—"
+            out.append(f"<tr><td>{name}</td><td>{len(values)}</td><td>{share}</td>"
+                       f"<td>{median}</td></tr>")
+        out.append("</table>")
     if data["eval"]:
         out.append("<h2>Evaluation</h2>")
         for name, value in data["eval"].items():
@@ -223,7 +270,8 @@ def render(root: Path, data: dict[str, Any]) -> str:
         seen_fam[fam] += 1
         ann = data["labels"].get(cid)
         labels = ("—" if ann is None else
-                  f"{ann['key'] or 'no key'}, {ann['tempo_bpm']:.0f} BPM, {ann['meter']}/4, "
+                  f"{spell_key(ann['key']) or 'no key'}, {ann['tempo_bpm']:.0f} BPM, "
+                  f"{ann['meter']}/4, "
                   + " ".join(c["label"] for c in ann["chords"][:6]))
         conv = "<br>".join(f"<b>{esc(t['role'])}</b>: {esc(t['content'])}" for t in turns)
         out.append(f"<tr><td>{esc(cid)}</td><td>{esc(labels)}</td><td>{esc(fam)}</td>"

@@ -51,11 +51,12 @@ def test_report_has_every_plot_and_table(work, capsys):
     out = work / "report.html"
     assert inspect_run([str(work), "--report", str(out)]) == 0
     page = out.read_text()
-    for title in ("Tempo (BPM)", "Keys", "Mode", "Chord vocabulary", "Meter", "Clip durations",
+    for title in ("Tempo (BPM)", "Keys", "Mode", "Chord vocabulary", "Meter",
+                  "Annotation confidences", "Clip durations",
                   "Q&amp;A per family", "Q&amp;A per dataset", "Validation drops by reason",
                   "Embedding norms", "Dead letters by error type"):
         assert f"<h3>{title}</h3><img class='plot'" in page, title
-    assert page.count("data:image/png;base64,") == 11
+    assert page.count("data:image/png;base64,") == 12
     assert "no data for this plot" not in page
     assert "metrics.json" in page and "0.41" in page
     assert "It is in A minor." in page and "A minor, 90 BPM, 4/4" in page
@@ -78,7 +79,7 @@ def test_report_renders_in_headless_chromium(work, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r'data-plots="(\d+)" data-plots-rendered="(\d+)"', proc.stdout)
     assert m, "the report's load script did not run"
-    assert m.group(1) == m.group(2) == "11"
+    assert m.group(1) == m.group(2) == "12"
 
 
 def test_inspect_on_a_rejected_set_says_what_went_wrong_and_what_to_do(tmp_path, capsys):
@@ -120,3 +121,31 @@ def test_inspect_on_a_rejected_set_says_what_went_wrong_and_what_to_do(tmp_path,
     err = capsys.readouterr().err
     assert "--force: removed the complete output of an earlier run (1 rows" in err
     assert "incomplete" not in err
+
+
+def test_report_plots_confidences_against_the_instruct_threshold(tmp_path):
+    """The confidence histograms and the table of clips below the threshold (the instruction
+    set's min_confidence); keys are shown in musicians' spelling whatever was stored."""
+    import dataclasses
+
+    from pipelines.inspect import find_sets, summarize
+    from pipelines.report import collect, write_report
+
+    clips = [f.clip(i) for i in range(4)]
+    ann = [s.AnnotatedClip(c, dataclasses.replace(f.annotation(c, "A# minor"), key_confidence=k,
+                                                  tempo_confidence=t))
+           for c, k, t in zip(clips, [0.1, 0.3, 0.45, 0.95], [0.9, 0.9, 0.9, 0.2])]
+    f.write_set(tmp_path / "annotations", ann, "annotated_clip", "annotate")
+    inst = [f.instruction(c, "mir") for c in clips]
+    s.write_record_set(tmp_path / "instructions", [r.to_row() for r in inst], "instruction",
+                       "instruct", config={"min_confidence": 0.4})
+    summaries = [summarize(p) for p in find_sets(tmp_path)]
+    data = collect(tmp_path, summaries)
+    assert data["confidence"]["key"] == [0.1, 0.3, 0.45, 0.95] and data["threshold"] == 0.4
+    assert data["keys"] == {"Bb minor": 4}
+    page = write_report(tmp_path, summaries, tmp_path / "r.html").read_text()
+    assert "<h3>Annotation confidences</h3><img class='plot'" in page
+    assert "Below 0.40 (the instruct threshold)" in page
+    assert "<tr><td>key</td><td>4</td><td>2 (50%)</td><td>0.38</td></tr>" in page
+    assert "<tr><td>tempo</td><td>4</td><td>1 (25%)</td><td>0.90</td></tr>" in page
+    assert "Bb minor, 120 BPM" in page and "A# minor" not in page
