@@ -421,9 +421,11 @@ def run_benchmark(bench: Benchmark, data: BenchmarkData, answerer: Answerer, lim
 
 def _report(result: BenchmarkResult, data_dir: Path) -> str:
     m = result.metrics
-    head = markdown_report(m, f"{m['benchmark']} ({data_dir})")
+    head = markdown_report(m, f"{m['benchmark']} ({data_dir})",
+                           note=f"Answers by {m['answerer']}; references from the benchmark's "
+                                f"own files (`{m['references']}`); genres and instruments are "
+                                "searched among the benchmark's whole label set.")
     lines = [head.rstrip(), "",
-             f"Answers by {m['answerer']}; references from `{m['references']}`.",
              f"{m['n_tracks']} tracks found, {m['n_asked']} asked"
              + (f" (--limit left {m['n_not_asked_limit']} out)" if m["n_not_asked_limit"] else "")
              + "; skipped: " + (", ".join(f"{r} {n}" for r, n in m["skipped"].items()) or "none")

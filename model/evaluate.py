@@ -295,7 +295,12 @@ def _mean(values: Iterable[float]) -> float:
     return sum(v) / len(v) if v else 0.0
 
 
-def markdown_report(metrics: dict[str, Any], source: str) -> str:
+SHARD_REFERENCES = ("Key and tempo references are the clips' consensus annotations; genre and "
+                    "instrument vocabularies are the labels of each dataset in the predictions "
+                    "file.")
+
+
+def markdown_report(metrics: dict[str, Any], source: str, note: str = SHARD_REFERENCES) -> str:
     lines = [f"# Evaluation of {source}", "",
              f"{metrics['n_predictions']} predictions, {metrics['n_scored']} scored.", "",
              "| task | n | metric | value | answers parsed |", "| --- | --- | --- | --- | --- |"]
@@ -326,8 +331,7 @@ def markdown_report(metrics: dict[str, Any], source: str) -> str:
     conv = metrics.get("conversations", {}).get("token_f1_by_family")
     if conv:
         lines += ["", "Token F1 by family: " + ", ".join(f"{f} {v:.3f}" for f, v in conv.items())]
-    lines += ["", "Key and tempo references are the clips' consensus annotations; genre and "
-              "instrument vocabularies are the labels of each dataset in the predictions file.", ""]
+    lines += ["", note, ""]
     return "\n".join(lines)
 
 
