@@ -7,10 +7,11 @@
 
 Pipeline::
 
-    annotated_clip rows ─► ToFactsFn ─► BatchElements ─► GenerateFn ─► SplitCountsFn ─► Parquet
-                           (typed        (--batch-size)   (thread pool of       │
-                            ClipFacts)                    --concurrency,        └► counts ─► index
-                                                          client made in setup)
+    annotated_clip rows ─► Reshuffle ─► ToFactsFn ─► GenerateFn ─────► SplitCountsFn ─► Parquet
+                           (over the     (typed       (each clip's units      │
+                            workers)      ClipFacts)   go to the process's    └► counts ─► index
+                                                       pool of --concurrency
+                                                       threads as it arrives)
 
 * ``--llm template`` (default, offline): deterministic MIR Q&A and captions from the annotations
   and metadata (``annotate.instruct.template``); the reasoning family needs an LLM and is skipped
@@ -24,7 +25,8 @@ Pipeline::
 The unit of work is a (clip, family) pair. Each unit is written (one ``Instruction`` per kept
 conversation, id ``{clip_id}:{family}:{n}``), skipped with a counted reason (``silent_clip``,
 ``reasoning_needs_llm``, ``template_nothing_to_say``), or dead-lettered with id
-``{clip_id}:{family}`` (an LLM that fails after its retries, replies that stay unusable); a row
+``{clip_id}:{family}`` (an LLM that fails after its retries, replies that stay unusable, or an
+unexpected error in that unit alone: the other units of the clip and of the bundle go on); a row
 that cannot be read at all dead-letters under its clip id. The index ``counts`` hold
 ``inputs`` (clips), ``units``, ``units_written``, ``dropped:<reason>`` for every pair validation
 or grounding removed, and the LLM usage: ``llm_requests``, ``llm_cache_hits``, ``llm_retries``,
@@ -36,15 +38,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import sys
+import traceback
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils import shared
 
 from annotate.instruct.cache import LocalCacheStore, RequestCache
 from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ChordSpan, ClipFacts, NoteSummary
@@ -75,6 +81,7 @@ from pipelines.stage import (
     read_input_rows,
     run_stage,
     skipped_json,
+    unexpected_error_message,
     with_dead_letters,
     write_records,
 )
@@ -85,6 +92,10 @@ STAGE = "instruct"
 LLMS = ("template", "openai")
 COUNTS_TAG = "counts"
 CACHE_SUBDIR = ".llark-cache/llm"
+# units a GenerateFn instance keeps unfinished (submitted, not yet emitted), per unit of
+# --concurrency: enough that the pool always has the next units queued while finished ones are
+# written out, few enough that a worker holds only a bounded number of clips in memory
+PENDING_PER_CONCURRENCY = 2
 USAGE_COUNTS = ("llm_calls", "llm_requests", "llm_cache_hits", "llm_retries", "tokens_in",
                 "tokens_out", "cost_usd")
 
@@ -117,8 +128,6 @@ class InstructConfig:
                                     default=FAMILIES)
     concurrency: int = doc("LLM requests in flight per worker process (a thread pool)",
                            default=16)
-    batch_size: int = doc("clips handed to a worker at once (0 = 4 x concurrency for an LLM, "
-                          "64 for the template)", default=0)
     temperature: float = doc("sampling temperature", default=0.7)
     max_completion: int = doc("most tokens per reply (the request's max_tokens)", default=1024)
     json_mode: str = doc("ask for JSON output (response_format): auto (fall back when the "
@@ -172,8 +181,6 @@ class InstructConfig:
             raise ConfigError(f"json_mode must be one of {JSON_MODES}, got {self.json_mode!r}")
         if not 1 <= self.concurrency <= 1024:
             raise ConfigError(f"concurrency must be in 1..1024, got {self.concurrency}")
-        if self.batch_size < 0:
-            raise ConfigError(f"batch_size must be >= 0, got {self.batch_size}")
         if self.mir_pairs < 1 or self.reasoning_pairs < 1 or self.reply_retries < 0:
             raise ConfigError("mir_pairs and reasoning_pairs must be >= 1, reply_retries >= 0")
         if not 0 <= self.min_confidence <= 1 or not 0 <= self.tempo_tolerance < 1:
@@ -204,12 +211,6 @@ class InstructConfig:
             reply_retries=self.reply_retries,
             grounding=GroundingSettings(self.tempo_tolerance, self.tempo_octave_ok,
                                         self.relative_mode_ok))
-
-    @property
-    def effective_batch_size(self) -> int:
-        if self.batch_size:
-            return self.batch_size
-        return 4 * self.concurrency if self.llm != "template" else 64
 
     def cache_root(self) -> str:
         """Where replies are cached: ``cache_dir`` or ``<output's parent>/.llark-cache/llm``."""
@@ -266,11 +267,6 @@ class ToFactsFn(beam.DoFn):
         yield facts_from_annotated(ac)
 
 
-def key_batch(batch: list[ClipFacts]) -> tuple[str, list[ClipFacts]]:
-    """Name a batch by its clip ids, so a failure of the whole batch lists every clip."""
-    return ",".join(f.clip_id for f in batch), batch
-
-
 # --------------------------------------------------------------------------- generation
 
 class FileSystemsCacheStore:
@@ -311,97 +307,153 @@ def build_generator(cfg: InstructConfig, cache_root: str = "") -> InstructionGen
 
 @dataclass(frozen=True)
 class _Outcome:
+    """What one (clip, family) unit came to: a result, or the error that dead-letters it."""
+
     facts: ClipFacts
     family: str
     result: UnitResult | None
-    error: LlarkError | None
+    error_type: str       # "" when there is a result
+    error_message: str
     tally: Counter
+
+    @property
+    def unit_id(self) -> str:
+        return f"{self.facts.clip_id}:{self.family}"
 
 
 @dataclass(frozen=True)
 class UnitCounts:
-    """Tallies of one batch, passed on to the index (not a record)."""
+    """Tallies of one bundle of one worker, passed on to the index (not a record)."""
 
     values: dict[str, float]
 
 
 def run_unit(generator: InstructionGenerator, facts: ClipFacts, family: str) -> _Outcome:
-    """One (clip, family): expected failures become a typed error in the outcome."""
+    """One (clip, family); never raises: an expected failure (a ``LlarkError``) or an unexpected
+    one (a bug, e.g. a ``KeyError`` in a writer) becomes the error of this unit alone."""
     tally: Counter = Counter()
     try:
         result = generator.generate(facts, family, tally)
     except LlarkError as exc:
-        return _Outcome(facts, family, None, exc, tally)
-    return _Outcome(facts, family, result, None, tally)
+        return _Outcome(facts, family, None, type(exc).__name__, str(exc), tally)
+    except Exception as exc:     # noqa: BLE001 -- one unit's bug must not fail the other units
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        return _Outcome(facts, family, None, type(exc).__name__,
+                        unexpected_error_message(repr(exc), tb), tally)
+    return _Outcome(facts, family, result, "", "", tally)
 
 
-class _UnitRunner:
-    """``pool.map`` target (a module-level callable object, not a closure)."""
+class UnitPool:
+    """One per worker process, shared by all its ``GenerateFn`` instances (harness threads)
+    through :class:`apache_beam.utils.shared.Shared`: the generator (its HTTP client, keep-alive
+    connections and reply cache) and, with an LLM, ``concurrency`` threads that run units.
 
-    def __init__(self, generator: InstructionGenerator) -> None:
-        self.generator = generator
+    The threads outlive bundles: a unit submitted at the end of one bundle and those of the
+    next bundle share the same connections, and nothing is rebuilt per bundle."""
 
-    def __call__(self, unit: tuple[ClipFacts, str]) -> _Outcome:
-        return run_unit(self.generator, unit[0], unit[1])
+    def __init__(self, cfg: InstructConfig, cache_root: str) -> None:
+        self.generator = build_generator(cfg, cache_root)
+        self.executor: ThreadPoolExecutor | None = None
+        if cfg.llm != "template":
+            self.executor = ThreadPoolExecutor(max_workers=cfg.concurrency,
+                                               thread_name_prefix="llark-llm")
+
+    def submit(self, facts: ClipFacts, family: str) -> "Future[_Outcome]":
+        assert self.executor is not None
+        return self.executor.submit(run_unit, self.generator, facts, family)
+
+
+class MakeUnitPool:
+    """``Shared.acquire`` constructor (a module-level callable object, not a closure)."""
+
+    def __init__(self, cfg: InstructConfig, cache_root: str) -> None:
+        self.cfg = cfg
+        self.cache_root = cache_root
+
+    def __call__(self) -> UnitPool:
+        return UnitPool(self.cfg, self.cache_root)
 
 
 class GenerateFn(beam.DoFn):
-    """A batch of clips → instructions, skip notes, dead letters and counts; with an LLM, up to
-    ``concurrency`` requests in flight through a thread pool made in ``setup``."""
+    """Clips → instructions, skip notes, dead letters and one :class:`UnitCounts` per bundle.
+
+    With an LLM, each clip's units go to the worker process's :class:`UnitPool` as the clip
+    arrives, and ``process`` emits whatever units have finished by then (of this clip or of
+    earlier ones): requests stay in flight from one clip to the next, and the pool's
+    ``concurrency`` threads stay busy. ``process`` waits only when this instance has
+    ``PENDING_PER_CONCURRENCY x concurrency`` units unfinished (so a worker never holds more
+    than that in memory); ``finish_bundle`` drains the rest. The template runs each unit inline.
+
+    Every unit is written, skipped or dead-lettered on its own (``{clip_id}:{family}``), also
+    when it raises something other than a ``LlarkError``. Outputs are in the global window
+    (the stage reads record sets)."""
 
     def __init__(self, cfg: InstructConfig, cache_root: str) -> None:
         self._cfg = cfg
         self._cache_root = cache_root
-        self._generator: InstructionGenerator | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._shared = shared.Shared()
+        self._pool: UnitPool | None = None
+        self._done: queue.SimpleQueue | None = None
+        self._pending = 0
+        self._counts: Counter = Counter()
 
     def setup(self) -> None:
-        self._generator = build_generator(self._cfg, self._cache_root)
-        if self._cfg.llm != "template" and self._cfg.concurrency > 1:
-            self._pool = ThreadPoolExecutor(max_workers=self._cfg.concurrency,
-                                            thread_name_prefix="llark-llm")
+        self._pool = self._shared.acquire(MakeUnitPool(self._cfg, self._cache_root))
 
-    def teardown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+    def start_bundle(self) -> None:
+        self._done = queue.SimpleQueue()
+        self._pending = 0
+        self._counts = Counter(clips=0, units=0, units_written=0, units_skipped=0, units_dead=0)
+        if self._pool.generator.backend != "template":   # usage figures even when they are 0
+            self._counts.update(dict.fromkeys(USAGE_COUNTS, 0))
 
-    def process(self, keyed_batch: tuple[str, list[ClipFacts]]) -> Iterable[Any]:
-        from tqdm import tqdm
+    def process(self, facts: ClipFacts) -> Iterable[Any]:
+        pool = self._pool
+        self._counts["clips"] += 1
+        if pool.executor is None:
+            for family in self._cfg.families:
+                yield from self._outputs(run_unit(pool.generator, facts, family))
+            return
+        for family in self._cfg.families:
+            pool.submit(facts, family).add_done_callback(self._done.put)
+            self._pending += 1
+        limit = PENDING_PER_CONCURRENCY * self._cfg.concurrency
+        while self._pending >= limit:
+            yield from self._outputs(self._done.get().result())
+        while self._pending:
+            try:
+                future = self._done.get_nowait()
+            except queue.Empty:
+                break
+            yield from self._outputs(future.result())
 
-        gen = self._generator
-        _ids, batch = keyed_batch
-        units = [(facts, family) for facts in batch for family in self._cfg.families]
-        runner = _UnitRunner(gen)
-        mapped = self._pool.map(runner, units) if self._pool is not None else map(runner, units)
-        outcomes = []
-        with tqdm(total=len(units), desc=f"instruct ({gen.backend})", unit="unit", disable=None,
-                  leave=False, file=sys.stderr) as bar:
-            for outcome in mapped:          # all collected before anything is emitted
-                outcomes.append(outcome)
-                bar.update(1)
-        counts: Counter = Counter(clips=len(batch), units=len(units), units_written=0,
-                                  units_skipped=0, units_dead=0)
-        if gen.backend != "template":       # show the usage figures even when they are 0
-            counts.update(dict.fromkeys(USAGE_COUNTS, 0))
-        for o in outcomes:
-            counts.update(o.tally)
-            unit_id = f"{o.facts.clip_id}:{o.family}"
-            if o.error is not None:
-                counts["units_dead"] += 1
-                yield beam.pvalue.TaggedOutput(DEAD_TAG, DeadLetter(
-                    STAGE, unit_id, type(o.error).__name__, str(o.error),
-                    o.facts.audio_uri).to_json())
-            elif o.result.skip_reason:
-                counts["units_skipped"] += 1
-                yield beam.pvalue.TaggedOutput(SKIP_TAG, skipped_json(STAGE, unit_id,
-                                                                      o.result.skip_reason))
-            else:
-                counts["units_written"] += 1
-                counts[f"instructions:{o.family}"] += len(o.result.conversations)
-                yield from to_instructions(o.result, o.facts, gen.backend, gen.model,
-                                           gen.prompt_version)
-        yield UnitCounts(dict(counts))
+    def finish_bundle(self) -> Iterable[Any]:
+        while self._pending:
+            for out in self._outputs(self._done.get().result()):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+                else:
+                    yield GlobalWindows.windowed_value(out)
+        yield GlobalWindows.windowed_value(UnitCounts(dict(self._counts)))
+
+    def _outputs(self, o: _Outcome) -> list[Any]:
+        """One finished unit → its outputs; adds to the bundle's counts."""
+        if self._pool.executor is not None:
+            self._pending -= 1
+        counts, gen = self._counts, self._pool.generator
+        counts["units"] += 1
+        counts.update(o.tally)
+        if o.error_type:
+            counts["units_dead"] += 1
+            return [beam.pvalue.TaggedOutput(DEAD_TAG, DeadLetter(
+                STAGE, o.unit_id, o.error_type, o.error_message, o.facts.audio_uri).to_json())]
+        if o.result.skip_reason:
+            counts["units_skipped"] += 1
+            return [beam.pvalue.TaggedOutput(SKIP_TAG, skipped_json(STAGE, o.unit_id,
+                                                                    o.result.skip_reason))]
+        counts["units_written"] += 1
+        counts[f"instructions:{o.family}"] += len(o.result.conversations)
+        return to_instructions(o.result, o.facts, gen.backend, gen.model, gen.prompt_version)
 
 
 class SplitCountsFn(beam.DoFn):
@@ -443,11 +495,11 @@ class ReadCounts:
 def build_instruct(pipeline: beam.Pipeline, cfg: InstructConfig, staging: str,
                    cache_root: str) -> Callable[[], dict[str, Any]]:
     rows = read_input_rows(pipeline, cfg.input, "annotated_clip")
-    facts = with_dead_letters(rows, "ToFacts", ToFactsFn(), STAGE, staging)
-    size = cfg.effective_batch_size
-    batches = (facts | "Batch" >> beam.BatchElements(min_batch_size=size, max_batch_size=size)
-               | "KeyBatch" >> beam.Map(key_batch))
-    generated = with_dead_letters(batches, "Generate", GenerateFn(cfg, cache_root), STAGE,
+    # spread the rows over the workers: a record set is often one file, which one worker
+    # would otherwise read and generate alone
+    spread = rows | "Spread" >> beam.Reshuffle()
+    facts = with_dead_letters(spread, "ToFacts", ToFactsFn(), STAGE, staging)
+    generated = with_dead_letters(facts, "Generate", GenerateFn(cfg, cache_root), STAGE,
                                   staging)
     split = generated | "SplitCounts" >> beam.ParDo(SplitCountsFn()).with_outputs(
         COUNTS_TAG, main="instructions")

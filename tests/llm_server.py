@@ -22,9 +22,13 @@ next behaviour (the last one repeats), otherwise
 ``no_json_mode``     HTTP 400 when ``response_format`` is set, else valid
 
 It counts requests (per behaviour too) and the most it had in flight at once, records every
-``Authorization`` header and request body, adds a fixed :attr:`LLMServer.latency_s` to each
-reply, can stop itself after ``stop_after`` replies (the "server dies mid-run" test; kept-alive
-connections are dropped too), and restarts on the same port.
+``Authorization`` header and request body and the arrival and reply times of each HTTP-200 reply
+(``time.monotonic``, the same clock in every process of the machine), adds a fixed
+:attr:`LLMServer.latency_s` to each reply, answers the requests whose ordinals (1 = first) are in
+:attr:`LLMServer.slow_requests` like ``slow``, can stop itself after ``stop_after`` replies (the
+"server dies mid-run" test; kept-alive connections are dropped too), and restarts on the same
+port. ``GET /v1/stats`` returns the counts and the timings as JSON (for a server in another
+process).
 
 Run standalone (for the benchmark): ``python -m tests.llm_server --latency 0.2`` prints the port.
 """
@@ -102,11 +106,13 @@ class LLMServer:
     """Start with :meth:`start` (or as a context manager); ``url`` is the ``base_url``."""
 
     def __init__(self, default: str = "valid", latency_s: float = 0.0, retry_after: str = "1",
-                 slow_s: float = 2.0, stop_after: int | None = None, port: int = 0) -> None:
+                 slow_s: float = 2.0, stop_after: int | None = None, port: int = 0,
+                 slow_requests: frozenset[int] = frozenset()) -> None:
         self.default = default
         self.latency_s = latency_s
         self.retry_after = retry_after
         self.slow_s = slow_s
+        self.slow_requests = slow_requests
         self.stop_after = stop_after
         self.port = port
         self.rules: list[_Rule] = []
@@ -118,6 +124,7 @@ class LLMServer:
         self.max_in_flight = 0
         self.auth_headers: list[str] = []
         self.bodies: list[dict[str, Any]] = []
+        self.timings: list[tuple[float, float]] = []   # (arrival, reply sent) per HTTP-200 reply
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -178,12 +185,27 @@ class LLMServer:
         with self._lock:
             self.in_flight -= 1
 
-    def _note(self, body: dict[str, Any], auth: str, behaviour: str) -> None:
+    def _note(self, body: dict[str, Any], auth: str, behaviour: str) -> str:
+        """Record a chat request; returns its behaviour (``slow`` for a listed ordinal)."""
         with self._lock:
             self.requests += 1
+            if self.requests in self.slow_requests:
+                behaviour = "slow"
             self.by_behaviour[behaviour] += 1
             self.auth_headers.append(auth)
             self.bodies.append(body)
+            return behaviour
+
+    def _timed(self, arrived: float) -> None:
+        with self._lock:
+            self.timings.append((arrived, time.monotonic()))
+
+    def stats(self) -> dict[str, Any]:
+        """What ``GET /v1/stats`` returns."""
+        with self._lock:
+            return {"requests": self.requests, "replies_ok": self.replies_ok,
+                    "max_in_flight": self.max_in_flight, "by_behaviour": dict(self.by_behaviour),
+                    "timings": list(self.timings)}
 
     def _admit(self) -> bool:
         """False once ``stop_after`` requests were admitted: the server is "dead" to the rest."""
@@ -276,6 +298,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):   # the client gave up (timeout test)
             pass
 
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/stats"):
+            self._send(200, self.server.owner.stats())
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
     def do_POST(self) -> None:
         owner = self.server.owner
         arrived = time.monotonic()
@@ -300,8 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = json.loads(raw or b"{}")
         auth = self.headers.get("Authorization", "")
-        behaviour = owner._choose(body)
-        owner._note(body, auth, behaviour)
+        behaviour = owner._note(body, auth, owner._choose(body))
         if owner.latency_s:
             # the reply leaves latency_s after the request arrived, like a model server whose
             # own overhead is part of its latency: this Python server's parsing of a burst of
@@ -336,6 +363,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })
+        owner._timed(arrived)
         if owner._replied_ok():
             threading.Thread(target=owner.stop, daemon=True).start()
 

@@ -16,6 +16,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from annotate.instruct.generate import LLMWriter
 from annotate.instruct.prompts import PROMPT_VERSION
 from annotate.instruct.template import TEMPLATE_VERSION
 from llark.config import to_dict
@@ -30,7 +31,6 @@ from pipelines.instruct import (
     ToFactsFn,
     UnitCounts,
     facts_from_annotated,
-    key_batch,
     run,
 )
 from tests.llm_server import LLMServer
@@ -143,16 +143,19 @@ def test_dofns_under_test_pipeline():
     with TestPipeline() as p:
         facts = (p | beam.Create(rows + [bad])
                  | beam.ParDo(ToFactsFn()).with_exception_handling(use_subprocess=False))
-        out = (facts["good"] | beam.combiners.ToList() | beam.Map(key_batch)
+        out = (facts["good"]
                | beam.ParDo(GenerateFn(cfg, "")).with_outputs(SKIP_TAG, DEAD_TAG, main="main"))
         ids = out.main | beam.Filter(lambda x: isinstance(x, s.Instruction)) | beam.Map(
             lambda r: (r.id.rsplit(":", 1)[0], r.backend, r.prompt_version))
         expected = sorted({(f"{c.id}:{fam}", "template", TEMPLATE_VERSION)
                            for c, _a in good for fam in ("mir", "caption")})
         assert_that(ids | beam.Distinct(), equal_to(expected), label="instructions")
-        counts = out.main | beam.Filter(lambda x: isinstance(x, UnitCounts)) | beam.Map(
-            lambda c: (c.values["clips"], c.values["units_written"], c.values["units_skipped"]))
-        assert_that(counts, equal_to([(4, 6, 6)]), label="counts")
+        counts = (out.main | beam.Filter(lambda x: isinstance(x, UnitCounts))   # one per bundle
+                  | beam.FlatMap(lambda c: [(k, c.values[k]) for k in
+                                            ("clips", "units", "units_written", "units_skipped")])
+                  | beam.CombinePerKey(sum))
+        assert_that(counts, equal_to([("clips", 4), ("units", 12), ("units_written", 6),
+                                      ("units_skipped", 6)]), label="counts")
         skipped = out[SKIP_TAG] | beam.Map(lambda line: json.loads(line)["reason"])
         assert_that(skipped, equal_to(["reasoning_needs_llm"] * 3 + ["silent_clip"] * 3),
                     label="skipped")
@@ -304,3 +307,81 @@ def test_rerun_makes_zero_requests_and_server_dying_mid_run(tmp_path, monkeypatc
     captured = capfd.readouterr()
     assert KEY not in captured.out + captured.err
     assert scan_for(KEY, out, cache) == []
+
+
+# --------------------------------------------------------------------------- one unit, one fate
+
+_real_draft = LLMWriter.draft
+
+
+def _draft_or_raise(self, facts, family, tally, repair):
+    """``LLMWriter.draft`` with a bug in one unit: the caption of a clip titled ``[boom]``."""
+    if "[boom]" in facts.title and family == "caption":
+        raise KeyError("boom")
+    return _real_draft(self, facts, family, tally, repair)
+
+
+def test_unexpected_error_dead_letters_that_unit_alone(tmp_path, monkeypatch):
+    """A bug (not a LlarkError) in one (clip, family) dead-letters that unit, under its own id,
+    with the error and where it happened; the clip's other family and every other clip are
+    written (before: the whole batch became one dead letter named by all its clip ids)."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setattr(LLMWriter, "draft", _draft_or_raise)   # in-process runner: it applies
+    pairs = [(clip(i, "[boom]" if i == 2 else ""), annotation(clip(i))) for i in range(6)]
+    write_input(tmp_path / "ann", rows_of(pairs))
+    out = tmp_path / "instr"
+    with LLMServer() as server:
+        assert run(["--input", str(tmp_path / "ann"), "--output", str(out), "--llm", "openai",
+                    "--base-url", server.url, "--model", "m", "--families", "mir,caption",
+                    "--concurrency", "4", "--cache-dir", str(tmp_path / "cache"),
+                    "--max-error-rate", "0.5", *FAST]) == 0
+    index, records, dead = read_output(out)
+    boom = pairs[2][0].id
+    assert [(d.id, d.error_type) for d in dead] == [(f"{boom}:caption", "KeyError")]
+    assert "KeyError('boom')" in dead[0].message and "unexpected" in dead[0].message
+    assert "_draft_or_raise" in dead[0].message and dead[0].input_uri == pairs[2][0].audio_uri
+    assert index.dead_letters == {"KeyError": 1}
+    written = {(r.clip_id, r.family) for r in records}
+    assert written == {(c.id, f) for c, _ in pairs for f in ("mir", "caption")} - \
+        {(boom, "caption")}
+    assert index.counts["units_written"] == 11 and index.counts["units_dead"] == 1
+    assert_every_unit_accounted(index, records, dead, [c.id for c, _ in pairs],
+                                ("mir", "caption"))
+
+
+def test_requests_stay_in_flight_past_a_slow_one(tmp_path, monkeypatch):
+    """The first request takes 4 s; with 2 requests in flight the other 23 units go through the
+    second one meanwhile (a worker that waited for whole batches held them back)."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    pairs = [(clip(i), annotation(clip(i))) for i in range(24)]
+    write_input(tmp_path / "ann", rows_of(pairs))
+    out = tmp_path / "instr"
+    with LLMServer(slow_requests=frozenset({1}), slow_s=4.0) as server:
+        assert run(["--input", str(tmp_path / "ann"), "--output", str(out), "--llm", "openai",
+                    "--base-url", server.url, "--model", "m", "--families", "mir",
+                    "--concurrency", "2", "--no-cache", *FAST]) == 0
+        timings = sorted(server.timings)
+    assert server.by_behaviour["slow"] == 1 and len(timings) == 24
+    slow_arrival, slow_reply = timings[0]
+    assert slow_reply - slow_arrival >= 4.0
+    assert sum(1 for arrived, replied in timings[1:] if replied < slow_reply) == 23
+    assert server.max_in_flight == 2
+    index, records, dead = read_output(out)
+    assert dead == [] and index.counts["units_written"] == 24
+
+
+def test_one_unit_pool_per_worker_process():
+    """Every copy of a GenerateFn in one process (one per harness thread) shares one pool: one
+    client, one set of connections and threads."""
+    import pickle
+
+    cfg = InstructConfig(input="i", output="o", llm="openai", base_url="http://127.0.0.1:9/v1",
+                         concurrency=3, cache=False)
+    fn = GenerateFn(cfg, "")
+    a, b = pickle.loads(pickle.dumps(fn)), pickle.loads(pickle.dumps(fn))
+    a.setup()
+    b.setup()
+    assert a._pool is b._pool and a._pool.executor._max_workers == 3
+    other = pickle.loads(pickle.dumps(GenerateFn(cfg, "")))    # another transform: its own
+    other.setup()
+    assert other._pool is not a._pool
