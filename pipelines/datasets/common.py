@@ -2,7 +2,10 @@
 
 A reader turns a dataset's own metadata files into one :class:`TrackTask` per audio file, or a
 :class:`BadRow` for a metadata row it cannot use (so every row is accounted for: the ingest job
-turns a ``BadRow`` into a dead letter). Readers run in the driver and do no audio work.
+turns a ``BadRow`` into a dead letter), and a :class:`SkippedFile` for every file it lists that
+is not an input (orphan audio, files that are not audio), which ingest counts as skipped.
+Readers run in the driver and decode no audio; only a file with an unlisted extension is
+probed (:func:`non_audio_reason`).
 
 Metadata and listings go through Beam's ``FileSystems`` so ``gs://`` data directories work the
 same as local ones (this module imports only ``apache_beam.io.filesystems``, no pipeline code).
