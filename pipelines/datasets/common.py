@@ -74,8 +74,8 @@ class TrackTask:
     already holding just that window is used whole. ``labels_uri`` names MusicNet's note labels.
     ``row`` says where the metadata came from (``file line N``) for error messages.
     ``expected_duration_s`` is how long the metadata says the file is (MusicNet ``seconds``,
-    FMA ``track/duration`` or its 30 s clip, MusicCaps' window for a pre-cut clip; ``None`` when
-    the metadata does not say); ingest compares it with what decodes.
+    FMA ``track/duration`` or its 30 s clip; ``None`` when the metadata does not say; MusicCaps
+    files are checked against their window instead); ingest compares it with what decodes.
     """
 
     id: str
