@@ -249,3 +249,38 @@ def test_every_file_of_an_odd_folder_is_a_clip_a_dead_letter_or_a_counted_skip(
         if want != "any":
             assert kind == want, (name, kind)
     assert not any("unexpected" in d.message for d in dead)
+
+
+# --------------------------------------------------------------------------- the demo corpus
+
+@pytest.mark.slow
+def test_demo_corpus_with_truncated_downloads_and_an_orphan(tmp_path: Path) -> None:
+    """The demo corpus writer's real layouts (musicnet_metadata.csv with seconds, FMA's
+    tracks.csv with track/duration): a MusicNet wav and an FMA mp3 cut to half are dead
+    letters naming both lengths, an unlisted wav is a counted skip, the rest are clips."""
+    from llark.demo.corpus import build_corpus
+
+    root = tmp_path / "corpus"
+    build_corpus(root, seed=0, scale="tiny")
+    wav = root / "musicnet" / "train_data" / "1788.wav"
+    audio, sr = sf.read(str(wav), dtype="float32")
+    sf.write(str(wav), audio[:len(audio) // 2], sr, subtype="PCM_16")
+    shutil.copy(root / "musicnet" / "test_data" / "1759.wav",
+                root / "musicnet" / "train_data" / "9999.wav")
+    mp3 = next(p for p in sorted((root / "fma" / "fma_small").rglob("*.mp3"))
+               if p.stat().st_size)                 # the corpus leaves one empty on purpose
+    data = mp3.read_bytes()
+    mp3.write_bytes(data[:len(data) // 2])
+    params = WindowParams(clip_seconds=23.777, min_clip_seconds=5.0, sample_rate_hz=8000)
+    items = _tasks("musicnet", root / "musicnet") + _tasks("fma", root / "fma")
+    clips, dead, skipped = _run_fn(items, tmp_path, params)
+    truncated = {d.id: d.message for d in dead if d.error_type == "TruncatedAudioError"}
+    assert set(truncated) == {"musicnet:1788", f"fma:{mp3.stem}"}
+    assert "says 48.000s" in truncated["musicnet:1788"]
+    assert "decodes to 2" in truncated["musicnet:1788"]          # ~24 s of the 48 s
+    assert [(s["id"], s["reason"]) for s in skipped if s["reason"] != "tail_too_short"] == [
+        ("musicnet:train_data/9999.wav", "audio_without_metadata")]
+    # every other listed track gave clips; the rows the corpus breaks on purpose dead-letter
+    sources = {c["id"].rsplit(":", 1)[0] for c in clips}
+    inputs = {t.id for t in items if not isinstance(t, SkippedFile)}
+    assert sources | {d.id for d in dead} == inputs and not sources & {d.id for d in dead}
