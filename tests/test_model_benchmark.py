@@ -6,8 +6,9 @@ Each benchmark's published layout is built in a temporary folder from synthesize
 ``Audio/<track>/<track>_MIX.wav`` + ``_METADATA.yaml``), with bad entries that must be skipped
 with a counted reason. The scores are checked against what the inputs imply: the annotator
 against references chosen one fifth / relative key / double tempo away from the synthesized
-truth, scripted answers against hand-computed accuracy and F1, and a tiny checkpoint's
-answers against mir_eval applied to them directly.
+truth, scripted answers against hand-computed accuracy and F1, a tiny checkpoint's answers
+against mir_eval applied to them directly, and a tiny checkpoint overfit to answer each song's
+true key against the score those references imply.
 """
 
 from __future__ import annotations
@@ -315,3 +316,39 @@ def test_a_checkpoint_answers_every_benchmark_and_is_scored_on_its_answers(tiny_
     again = json.loads((tmp_path / "re" / "metrics.json").read_text())["tempo"]
     first = json.loads((tmp_path / "out-giantsteps-tempo" / "metrics.json").read_text())["tempo"]
     assert again == first
+
+
+def test_a_checkpoint_that_learned_the_keys_scores_what_the_references_imply(tmp_path):
+    """Overfit a tiny model on the two songs' own features-v1 frames (the frames the benchmark
+    encodes), each answering its true key; then the benchmark must score exactly what the
+    references imply: 1001's reference is the truth (1.0), 1002's the relative major (0.3)."""
+    from dataclasses import replace
+
+    from embed.features import FeaturesEncoder
+    from model.infer import encode_window
+    from model.train import run as train_run
+    from pipelines.schema import Embedding, Turn
+    from tests.shard_factory import make_row, write_shard_set
+
+    gs = giantsteps(tmp_path / "gs", seconds=2.0)
+    encoder, rows = FeaturesEncoder(), []
+    for i, (stem, truth) in enumerate((("1001.LOFI", "D major"), ("1002.LOFI", "E minor"))):
+        row = make_row(i, families=("mir",), dim=128, encoder="features-v1")
+        frames = encode_window(gs / "audio" / f"{stem}.mp3", encoder, SR)
+        conv = replace(row.conversations[0], turns=(
+            Turn("user", TASK_QUESTIONS["key"]), Turn("assistant", f"The key is {truth}.")))
+        rows.append(replace(row, conversations=(conv,), embedding=Embedding.from_array(
+            row.id, row.clip.dataset, "features-v1", 10.0, frames)))
+    write_shard_set(tmp_path / "s", rows)
+    run = tmp_path / "run"
+    assert train_run(["--shards", str(tmp_path / "s"), "--output", str(run), "max_steps=70",
+                      "log_every=35", "learning_rate=0.005", "per_device_batch_size=2",
+                      "shuffle_buffer=0", "warmup_ratio=0.05", "trackers=", "splits="]) == 0
+    out = tmp_path / "out"
+    assert bench_run(["--name", "giantsteps-key", "--data-dir", str(gs), "--checkpoint",
+                      str(run), "--output", str(out), "--max-new-tokens", "24"]) == 0
+    preds = [json.loads(l)["prediction"] for l in
+             (out / "predictions.jsonl").read_text().splitlines()]
+    assert preds == ["The key is D major.", "The key is E minor."]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["key"]["weighted_score"] == pytest.approx((1.0 + 0.3) / 2)
