@@ -34,7 +34,7 @@ def test_tracks_csv_layout_is_what_pandas_reads(tmp_path: Path) -> None:
     root = _corpus(tmp_path)
     lines = (root / "fma_metadata" / "tracks.csv").read_text().splitlines()
     assert lines[0].startswith(",album,album,artist,set,set,track")
-    assert lines[1].startswith(",title,tracks,name,split,subset,genre_top")
+    assert lines[1].startswith(",title,tracks,name,split,subset,duration,genre_top")
     assert lines[2].startswith("track_id,,,")
     df = pd.read_csv(root / "fma_metadata" / "tracks.csv", header=[0, 1], index_col=0)
     assert df.loc[2, ("track", "title")] == "Food" and df.loc[140, ("set", "subset")] == "medium"
