@@ -105,3 +105,21 @@ def test_missing_header_columns(tmp_path: Path) -> None:
     (root / "fma_metadata" / "tracks.csv").write_text("track_id,title\n2,Food\n")
     with pytest.raises(MetadataError, match="set/split"):
         _read(root, subset="small")
+
+
+def test_expected_length_is_the_clip_or_the_whole_track(tmp_path: Path) -> None:
+    root = write_fma(tmp_path / "fma", [
+        fma_row(2, "training", "small", "[21]", duration="168"),
+        fma_row(3, "training", "small", "[21]", duration="20"),     # shorter than a clip
+        fma_row(5, "training", "small", "[21]", duration=""),
+        fma_row(10, "training", "small", "[21]", duration="long"),
+    ])
+    (root / "fma_small").mkdir()
+    (root / "fma_full").mkdir()
+    for subset, want in (("small", {"fma:000002": 30.0, "fma:000003": 20.0, "fma:000005": None}),
+                         ("full", {"fma:000002": 168.0, "fma:000003": 20.0, "fma:000005": None})):
+        items = _read(root, subset=subset)
+        assert {t.id: t.expected_duration_s for t in items if isinstance(t, TrackTask)} == want
+        (bad,) = [t for t in items if isinstance(t, BadRow)]
+        assert bad.id == "fma:000010" and "track/duration" in bad.message
+        assert bad.row == "tracks.csv line 7"
