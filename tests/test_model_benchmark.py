@@ -318,6 +318,7 @@ def test_a_checkpoint_answers_every_benchmark_and_is_scored_on_its_answers(tiny_
     assert again == first
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_learned_the_keys_scores_what_the_references_imply(tmp_path):
     """Overfit a tiny model on the two songs' own features-v1 frames (the frames the benchmark
     encodes), each answering its true key; then the benchmark must score exactly what the
