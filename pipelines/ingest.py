@@ -51,7 +51,6 @@ from pipelines.datasets.common import (
     ReaderOptions,
     SkippedFile,
     TrackTask,
-    basename,
     exists,
     read_text,
 )

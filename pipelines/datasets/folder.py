@@ -81,10 +81,6 @@ def source_id_of(relative: str) -> str:
             .replace("\r", "%0D"))
 
 
-def is_audio(path: str) -> bool:
-    return is_audio_name(path)
-
-
 def _relative(root: str, path: str) -> str:
     if is_uri(root):
         prefix = root.rstrip("/") + "/"
