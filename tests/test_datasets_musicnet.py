@@ -52,6 +52,7 @@ def test_orphan_wavs_are_counted_and_seconds_is_the_expected_length(tmp_path: Pa
     for split, rid in (("train", "1727"), ("train", "1728"), ("test", "2303")):
         (root / f"{split}_data").mkdir(exist_ok=True)
         (root / f"{split}_data" / f"{rid}.wav").write_bytes(b"RIFF")
+    (root / "train_data" / "notes.txt").write_text("from the archive")
     items = _read(root)
     (task,) = [t for t in items if isinstance(t, TrackTask)]
     assert task.expected_duration_s == 89.0
@@ -59,8 +60,9 @@ def test_orphan_wavs_are_counted_and_seconds_is_the_expected_length(tmp_path: Pa
     assert skipped == [
         ("musicnet:test_data/2303.wav", "audio_without_metadata", str(root / "test_data/2303.wav")),
         ("musicnet:train_data/1728.wav", "audio_without_metadata",
-         str(root / "train_data/1728.wav"))]
-    assert len(items) == 3          # every wav accounted for: one input, two counted skips
+         str(root / "train_data/1728.wav")),
+        ("musicnet:train_data/notes.txt", "not_audio:.txt", str(root / "train_data/notes.txt"))]
+    assert len(items) == 4          # every file accounted for: one input, three counted skips
 
 
 def test_bad_metadata_rows(tmp_path: Path) -> None:

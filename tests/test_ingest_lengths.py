@@ -159,9 +159,11 @@ def test_fma_orphan_and_outside_subset_mp3s_are_counted(tmp_path: Path) -> None:
         path = root / "fma_small" / "000" / f"{tid}.mp3"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"ID3")
+    (root / "fma_small" / "000" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     items = _tasks("fma", root, subset="small")
     assert [t.id for t in items if isinstance(t, TrackTask)] == ["fma:000002"]
     assert sorted((t.id, t.reason) for t in items if isinstance(t, SkippedFile)) == [
+        ("fma:000/.DS_Store", "not_audio:.ds_store"),
         ("fma:000/000003.mp3", "outside_subset"), ("fma:000/000004.mp3", "audio_without_metadata")]
 
 
@@ -170,20 +172,27 @@ def test_fma_orphan_and_outside_subset_mp3s_are_counted(tmp_path: Path) -> None:
 def test_musiccaps_short_precut_clip_names_the_file_read(tmp_path: Path) -> None:
     root = write_musiccaps(tmp_path / "mc", [
         musiccaps_row("-cut", 30, 40, "['calm']", "calm", False),
-        musiccaps_row("ok", 30, 40, "['calm']", "calm", False)])
+        musiccaps_row("ok", 30, 40, "['calm']", "calm", False),
+        musiccaps_row("bad1", 30, 40, "['calm", "calm", False)])     # malformed aspect_list
     write_tone(root / "audio" / "-cut.flac", 5.0, sr=8000)       # a 10 s clip cut at 5 s
     write_tone(root / "audio" / "ok.flac", 10.0, sr=8000)
     write_tone(root / "audio" / "stray.flac", 10.0, sr=8000)     # no row names it
     (root / "audio" / "x.webm.part").write_bytes(b"\x1a\x45")     # an unfinished download
+    (root / "audio" / "okay.flac").write_bytes(b"")   # "ok" is a prefix, not this file's ytid
+    write_tone(root / "audio" / "bad1.flac", 10.0, sr=8000)      # its row is a dead letter
+    (root / "audio" / "bad12.flac").write_bytes(b"")  # another ytid
     items = _tasks("musiccaps", root)
     clips, dead, skipped = _run_fn(items, tmp_path, WindowParams(23.777, 5.0, 8000))
     assert [c["id"] for c in clips] == ["musiccaps:ok:0-10000"]
-    (letter,) = dead
+    malformed, letter = sorted(dead, key=lambda d: d.error_type)
+    assert (malformed.id, malformed.error_type) == ("musiccaps:bad1", "MetadataError")
     assert letter.error_type == "TruncatedAudioError" and letter.id == "musiccaps:-cut"
     # input_uri is the file that was read, not the first candidate name (-cut.wav)
     assert letter.input_uri == str(root / "audio" / "-cut.flac")
     assert "decodes to 5.000s" in letter.message and "says 10.000s" in letter.message
     assert sorted((s["id"], s["reason"]) for s in skipped) == [
+        ("musiccaps:bad12.flac", "audio_without_metadata"),
+        ("musiccaps:okay.flac", "audio_without_metadata"),
         ("musiccaps:stray.flac", "audio_without_metadata"),
         ("musiccaps:x.webm.part", "not_audio:.part")]
 

@@ -235,11 +235,14 @@ def non_audio_reason(uri: str) -> str | None:
 
 def orphans(dataset: str, root: str, listed: Iterable[str], found: Iterable[str]
             ) -> Iterable[SkippedFile]:
-    """Audio files ``found`` under ``root`` that no task ``listed`` names, sorted, as skips."""
+    """Files ``found`` under ``root`` that no task ``listed`` names, sorted, as skips: audio as
+    ``audio_without_metadata``, anything else under :func:`non_audio_reason`'s reason."""
     named = {path_key(u) for u in listed}
     for uri in sorted(found):
-        if path_key(uri) not in named:
-            yield skipped_file(dataset, root, uri, ORPHAN_REASON)
+        if path_key(uri) in named:
+            continue
+        reason = None if is_audio_name(uri) else non_audio_reason(uri)
+        yield skipped_file(dataset, root, uri, reason or ORPHAN_REASON)
 
 
 def path_key(uri: str) -> str:

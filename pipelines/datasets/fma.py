@@ -26,7 +26,8 @@ compares it with what decodes. FMA's durations come from its web API and are som
 (mdeff/fma issues #4 and #8: track 133297 is listed at 600 s, its audio is 114 s), so such files
 are dead letters unless ingest keeps them (``--keep-shorter-than-metadata``). An mp3 under
 ``fma_<subset>/`` that ``tracks.csv`` does not list is counted as skipped
-(``audio_without_metadata``), one listed outside the requested subset as ``outside_subset``.
+(``audio_without_metadata``), one listed outside the requested subset as ``outside_subset``,
+any other file in its folders under its own reason (``not_audio:.<ext>``).
 """
 
 from __future__ import annotations
@@ -135,11 +136,12 @@ def read_tasks(data_dir: str, opts: ReaderOptions
     audio_dir = opts.audio_dir or join(data_dir, f"fma_{subset}")
     outside: set[str] = set()
     items = list(_read(text, basename(tracks_uri), genres, subset, audio_dir, outside))
-    found = list_files(join(audio_dir, "*", "*.mp3"))
+    found = list_files(join(audio_dir, "*", "*"))
     listed = {path_key(t.audio_uri) for t in items if isinstance(t, TrackTask)}
     listed |= {path_key(t.audio_uri) for t in items if isinstance(t, BadRow) and t.audio_uri}
     skips = [skipped_file(DATASET, audio_dir, p, OUTSIDE_SUBSET_REASON) for p in found
-             if path_key(p) not in listed and basename(p)[:-len(".mp3")] in outside]
+             if path_key(p) not in listed and p.endswith(".mp3")
+             and basename(p)[:-len(".mp3")] in outside]
     listed |= {path_key(s.uri) for s in skips}
     return dedupe(items + skips + list(orphans(DATASET, audio_dir, listed, found)))
 

@@ -12,7 +12,7 @@ Both CSVs are tab-separated with every field in double quotes. The two files are
 ``clip_id``; a clip listed in only one of them is still ingested (with what that file knows).
 Tag columns are every column except ``clip_id`` and ``mp3_path`` (188 in the release); a ``1``
 puts the column name in the clip's ``tags``. An mp3 in the 16 folders that neither file lists
-is counted as skipped (``audio_without_metadata``).
+is counted as skipped (``audio_without_metadata``), as is any other file there.
 
 Split by folder (``--mtt-split``, see :data:`SPLIT_SCHEMES`):
 
@@ -124,7 +124,7 @@ def read_tasks(data_dir: str, opts: ReaderOptions
                                       info_name)
     folders = check_split_scheme(opts.mtt_split)
     items = list(_join(annotations, infos, bad + bad_info, audio_dir, opts.mtt_split))
-    found = [p for folder in sorted(folders) for p in list_files(join(audio_dir, folder, "*.mp3"))]
+    found = [p for folder in sorted(folders) for p in list_files(join(audio_dir, folder, "*"))]
     listed = [t.audio_uri for t in items if isinstance(t, TrackTask)]
     return dedupe(items + list(orphans(DATASET, audio_dir, listed, found)))
 

@@ -21,11 +21,11 @@ as ``not_audio:.<ext>`` (see :func:`pipelines.datasets.common.non_audio_reason`)
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 from llark.errors import ConfigError, LlarkError, MetadataError
 from pipelines.datasets.common import (
-    ORPHAN_REASON,
     TEMPLATE_EXTENSIONS,
     BadRow,
     ReaderOptions,
@@ -36,17 +36,14 @@ from pipelines.datasets.common import (
     check_source_id,
     csv_rows,
     dedupe,
-    is_audio_name,
     join,
     list_files,
-    non_audio_reason,
+    orphans,
     parse_bool,
     parse_float,
     parse_str_list,
-    path_key,
     read_text,
     safe_join,
-    skipped_file,
 )
 from pipelines.schema import track_id
 
@@ -93,21 +90,15 @@ def read_tasks(data_dir: str, opts: ReaderOptions
 
 
 def _unnamed_files(items: list[TrackTask | BadRow], audio_dir: str) -> list[SkippedFile]:
-    """Files under ``audio_dir`` that no row names (a malformed row's ytid counts as naming the
-    files that start with it)."""
-    named = {path_key(u) for t in items if isinstance(t, TrackTask) for u in t.audio_candidates}
-    bad_ids = tuple(t.id.split(":", 1)[1] for t in items if isinstance(t, BadRow)
-                    and "#L" not in t.id)
-    out: list[SkippedFile] = []
-    for path in list_files(join(audio_dir, "**")):
-        if path_key(path) in named or (bad_ids and basename(path).startswith(bad_ids)):
-            continue
-        if is_audio_name(path):
-            out.append(skipped_file(DATASET, audio_dir, path, ORPHAN_REASON))
-            continue
-        reason = non_audio_reason(path)
-        out.append(skipped_file(DATASET, audio_dir, path, reason or ORPHAN_REASON))
-    return out
+    """Files under ``audio_dir`` that no row names (a file whose name holds the ytid of a
+    malformed row counts as named: that row is already a dead letter)."""
+    named = [u for t in items if isinstance(t, TrackTask) for u in t.audio_candidates]
+    bad_ids = [t.id.split(":", 1)[1] for t in items if isinstance(t, BadRow) and "#L" not in t.id]
+    bad = re.compile("|".join(rf"(?<![\w-]){re.escape(y)}(?![\w-])" for y in bad_ids)) \
+        if bad_ids else None
+    found = [p for p in list_files(join(audio_dir, "**"))
+             if bad is None or not bad.search(basename(p))]
+    return list(orphans(DATASET, audio_dir, named, found))
 
 
 def _read(text: str, name: str, audio_dir: str, template: str

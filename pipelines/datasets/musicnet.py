@@ -19,7 +19,8 @@ window's end (``start_beat``/``end_beat`` are the same whole note's score beats)
 
 ``seconds`` is the recording's length; ingest compares it with what decodes (a shorter file is a
 ``TruncatedAudioError``, see :mod:`pipelines.ingest`). A wav in ``{train,test}_data/`` without a
-metadata row is counted as skipped (``audio_without_metadata``).
+metadata row is counted as skipped (``audio_without_metadata``), as is any other file in those
+folders (``not_audio:.<ext>``, see :func:`pipelines.datasets.common.orphans`).
 """
 
 from __future__ import annotations
@@ -66,13 +67,14 @@ def read_tasks(data_dir: str, opts: ReaderOptions
     where_is: dict[str, list[str]] = {}
     found: list[str] = []
     for split, data_folder, _ in SPLIT_FOLDERS:
-        for path in list_files(join(base, data_folder, "*.wav")):
+        for path in list_files(join(base, data_folder, "*")):
             found.append(path)
-            where_is.setdefault(basename(path)[:-len(".wav")], []).append(split)
+            if path.endswith(".wav"):
+                where_is.setdefault(basename(path)[:-len(".wav")], []).append(split)
     items = list(_read(text, basename(meta), base, where_is))
     listed = {t.source_id for t in items if isinstance(t, TrackTask)}
     listed |= {t.id.split(":", 1)[1] for t in items if isinstance(t, BadRow)}
-    named = [p for p in found if basename(p)[:-len(".wav")] in listed]
+    named = [p for p in found if p.endswith(".wav") and basename(p)[:-len(".wav")] in listed]
     return dedupe(items + list(orphans(DATASET, base, named, found)))
 
 
