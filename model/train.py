@@ -188,12 +188,17 @@ def configure_deepspeed(ds_config: dict[str, Any], cfg: TrainConfig, accum: int)
 
     The engine's own accumulation count is ``accum``: it then divides each micro-batch loss by
     ``accum`` (compensated in :func:`optimizer_step`) and steps only at the boundary that
-    :func:`optimizer_step` marks on the last micro-batch.
+    :func:`optimizer_step` marks on the last micro-batch. ``train_batch_size`` stays "auto":
+    accelerate fills it with micro-batch x ``accum`` x processes.
     """
     ds_config["train_micro_batch_size_per_gpu"] = cfg.per_device_batch_size
     ds_config["gradient_accumulation_steps"] = accum
     ds_config["gradient_clipping"] = cfg.max_grad_norm
-    ds_config.pop("train_batch_size", None)       # derived: micro x accumulation x processes
+    zero = ds_config.setdefault("zero_optimization", {})
+    if zero.get("stage") == 3:
+        # every checkpoint's model.safetensors is gathered on rank 0 (accelerate refuses to
+        # gather ZeRO-3 weights without this: the first save would fail)
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
 
 
 def optimizer_step(acc: Any, model: Any, optimizer: Any, micro: list[Batch],

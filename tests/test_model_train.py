@@ -494,3 +494,28 @@ def test_train_refuses_a_model_that_is_not_local_without_downloading(shards, tmp
     assert run(train_args(shards, tmp_path / "run", f"model={missing}", "max_steps=1")) == 2
     err = capsys.readouterr().err
     assert f"no folder {missing}" in err and "hub_download=true" in err, err
+
+
+def test_deepspeed_config_gets_the_trainers_batch_accumulation_and_clipping():
+    """The shipped ZeRO-3 config, as accelerate's DeepSpeedPlugin reads it, after the trainer
+    filled it in: the engine accumulates what the trainer accumulates, and checkpoints can
+    gather the weights."""
+    import yaml
+    from accelerate.utils import DeepSpeedPlugin
+
+    from model.train import configure_deepspeed
+
+    shipped = yaml.safe_load((REPO / "model/configs/accelerate/deepspeed_zero3.yaml").read_text())
+    ds = shipped["deepspeed_config"]
+    plugin = DeepSpeedPlugin(
+        zero_stage=ds["zero_stage"], gradient_accumulation_steps=ds["gradient_accumulation_steps"],
+        gradient_clipping=ds["gradient_clipping"], zero3_init_flag=ds["zero3_init_flag"],
+        zero3_save_16bit_model=False, offload_optimizer_device=ds["offload_optimizer_device"],
+        offload_param_device=ds["offload_param_device"])
+    cfg = TrainConfig(per_device_batch_size=4, global_batch_size=32, max_grad_norm=0.5)
+    configure_deepspeed(plugin.deepspeed_config, cfg, cfg.accumulation_steps(4))
+    c = plugin.deepspeed_config
+    assert (c["train_micro_batch_size_per_gpu"], c["gradient_accumulation_steps"],
+            c["gradient_clipping"]) == (4, 2, 0.5)
+    assert c["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert c["train_batch_size"] == "auto"          # accelerate derives 4 x 2 x processes
