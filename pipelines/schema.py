@@ -66,7 +66,13 @@ def _tuple(items: Any, make: Any = None) -> tuple:
 
 @dataclass(frozen=True)
 class NoteEvent:
-    """One note of a score-aligned transcription (MusicNet)."""
+    """One note of a score-aligned transcription (MusicNet).
+
+    In a :class:`Clip`, ``start_s``/``end_s`` are the note's true onset and offset in window
+    time (seconds from the clip's ``start_s``): negative for a note that began before the
+    window, past the clip's length for one held beyond its end. ``start_beat``/``end_beat``
+    are the score's beats of the same whole note.
+    """
 
     start_s: float
     end_s: float
