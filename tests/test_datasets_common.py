@@ -129,3 +129,20 @@ def test_unknown_dataset_is_a_config_error(tmp_path) -> None:
         reader("audioset")
     with pytest.raises(MetadataError, match="not found"):
         list(read_tasks("musiccaps", str(tmp_path), ReaderOptions()))
+
+
+def test_extensions_and_the_reasons_files_are_skipped(tmp_path) -> None:
+    from pipelines.datasets.common import extension, non_audio_reason, orphans
+
+    assert [extension(n) for n in ("a/B.WAV", "x.tar.gz", "README", ".DS_Store", ".h.flac")] == [
+        "wav", "gz", "", "ds_store", "flac"]
+    (tmp_path / "n.cue").write_text("FILE x.wav WAVE")
+    (tmp_path / "._n.flac").write_bytes(b"\x00\x05\x16\x07")
+    (tmp_path / "blob.qq").write_bytes(b"\x00" * 64)
+    assert non_audio_reason(str(tmp_path / "n.cue")) == "not_audio:.cue"
+    assert non_audio_reason(str(tmp_path / "._n.flac")) == "not_audio:._* (macOS AppleDouble)"
+    assert non_audio_reason(str(tmp_path / "blob.qq")) == "no_audio_stream:.qq"
+    found = [str(tmp_path / n) for n in ("a.wav", "b.wav", "n.cue")]
+    skips = list(orphans("folder", str(tmp_path), [str(tmp_path / "." / "a.wav")], found))
+    assert [(s.id, s.reason) for s in skips] == [("folder:b.wav", "audio_without_metadata"),
+                                                ("folder:n.cue", "not_audio:.cue")]
