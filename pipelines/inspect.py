@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,12 +47,14 @@ class SetSummary:
 
 
 def find_sets(root: Path) -> list[Path]:
-    """Every folder at or under ``root`` that holds an index or Parquet parts (not staging)."""
+    """Every folder at or under ``root`` that holds an index (or a rejected run's) or Parquet
+    parts (not staging)."""
     found = set()
     for p in [root, *root.rglob("*")]:
         if not p.is_dir() or any(part.startswith("_") for part in p.relative_to(root).parts):
             continue
-        if (p / INDEX_FILE).exists() or any(p.glob("part-*.parquet")):
+        if ((p / INDEX_FILE).exists() or (p / REJECTED_INDEX_FILE).exists()
+                or any(p.glob("part-*.parquet"))):
             found.add(p)
     return sorted(found)
 
@@ -124,14 +127,15 @@ def rejected_problem(idx: ShardIndex, path: Path) -> tuple[str, tuple[str, ...]]
     top = max(idx.dead_letters.items(), key=lambda kv: (kv[1], kv[0]))[0] if dead else ""
     advice = [f"read the dead letters below (all in {path / DEAD_LETTER_DIR / idx.stage}/)"
               + (f"; most are {top}" if top else "")]
-    if top == "AudioNotFoundError":
+    rate = math.ceil(1000 * dead / inputs) / 1000 if inputs else 1.0
+    if top == "AudioNotFoundError" and idx.config.get("dataset") == "musiccaps":
         advice.append("audio that was never downloaded is normal for MusicCaps (YouTube videos "
                       "disappear): to keep what is there, rerun "
                       f"`{command} ... --max-error-rate 1`")
     else:
         advice.append(f"fix the inputs they name and rerun `{command}`, or accept the losses "
-                      f"with `{command} ... --max-error-rate 1` (or any rate above "
-                      f"{dead / inputs if inputs else 1:.3f})")
+                      f"with `{command} ... --max-error-rate 1` (any rate of at least "
+                      f"{rate:g} commits this run)")
     return problem, tuple(advice)
 
 

@@ -149,3 +149,20 @@ def test_report_plots_confidences_against_the_instruct_threshold(tmp_path):
     assert "<tr><td>key</td><td>4</td><td>2 (50%)</td><td>0.38</td></tr>" in page
     assert "<tr><td>tempo</td><td>4</td><td>1 (25%)</td><td>0.90</td></tr>" in page
     assert "Bb minor, 120 BPM" in page and "A# minor" not in page
+
+
+def test_a_rejected_set_of_another_dataset_gets_the_rate_that_would_commit_it(tmp_path, capsys):
+    index = s.ShardIndex(schema_version=s.SCHEMA_VERSION, record="clip", stage="ingest",
+                         shards=(), total_rows=2, dead_letters={"EmptyAudioError": 2,
+                                                                "UndecodableAudioError": 1},
+                         counts={"inputs": 7, "tracks_ok": 4, "unaccounted": 0},
+                         config={"dataset": "fma"})
+    out = tmp_path / "fma-clips"
+    out.mkdir()
+    (out / "_index.rejected.json").write_text(index.to_json())
+    assert inspect_run([str(out)]) == 1
+    shown = capsys.readouterr().out
+    assert "3 of 7 inputs failed (42.9%)" in shown and "most are EmptyAudioError" in shown
+    # 3/7 = 0.4286: the flag value printed must be enough to commit (> is what fails)
+    assert "any rate of at least 0.429 commits this run" in shown
+    assert "MusicCaps" not in shown
