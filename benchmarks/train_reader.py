@@ -16,7 +16,8 @@ shard:
   ``--batch``; reading Parquet row groups, NumPy views over the Arrow buffers, choosing a
   conversation, tokenizing with the chat template, padding, the one copy into the batch;
 * ``to_pydict``: the reader before issue 10 (``read_row_group(...).to_pydict()`` and
-  ``np.frombuffer`` per row), for reference, warm only.
+  ``np.frombuffer`` per row) and ``views``: today's (``model.data.read_row_group``, a view per
+  row), the row-group reader alone, warm only.
 
 Cold passes start with the page cache dropped (``echo 3 > /proc/sys/vm/drop_caches`` when this
 process may write it, i.e. as root; otherwise ``posix_fadvise(DONTNEED)`` on every shard; the
@@ -42,7 +43,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from model.data import (ShardStream, StreamConfig, collate, open_shard,  # noqa: E402
-                        open_shard_set)
+                        open_shard_set, read_row_group)
 from model.modeling import tiny_tokenizer  # noqa: E402
 from pipelines.schema import (INDEX_FILE, SCHEMA_VERSION, TRAINING_SCHEMA,  # noqa: E402
                               ShardEntry, ShardIndex, decode_embedding, sha256_file, to_table)
@@ -143,6 +144,20 @@ def pydict_pass(paths: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - t0, rows
 
 
+def views_pass(paths: list[Path]) -> tuple[float, int]:
+    """The trainer's row-group reader alone (``model.data.read_row_group`` + a view per row):
+    the same scope as :func:`pydict_pass`."""
+    t0 = time.perf_counter()
+    rows = 0
+    for p in paths:
+        for g in range(open_shard(p).metadata.num_row_groups):
+            data = read_row_group(p, g)
+            for i in range(len(data)):
+                data.row(i)
+                rows += 1
+    return time.perf_counter() - t0, rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=400)
@@ -188,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             out["trainer_warm_rows_per_s"] = max(out.get("trainer_warm_rows_per_s", 0), rows / t)
         t, rows = pydict_pass(paths)
         out["to_pydict_warm_mb_s"] = emb_mb / t
+        t, rows = views_pass(paths)
+        out["views_warm_mb_s"] = emb_mb / t
         for k, v in res.items():
             out[f"{k}_mb_s"] = max(v)
         out["ratio_cold"] = out["trainer_cold_mb_s"] / out["raw_cold_mb_s"]

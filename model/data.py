@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -118,7 +118,12 @@ class WorkerPosition:
     skipped: dict[str, int] = field(default_factory=dict)   # reason -> count
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """A JSON-able copy (built field by field: every sample carries one)."""
+        return {"worker": int(self.worker), "epoch": int(self.epoch), "unit": int(self.unit),
+                "row": int(self.row),
+                "buffer": [[int(s), int(g), int(r)] for s, g, r in self.buffer],
+                "rng": json.loads(json.dumps(self.rng)), "samples": int(self.samples),
+                "skipped": {str(k): int(v) for k, v in self.skipped.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WorkerPosition":
@@ -228,7 +233,8 @@ def _binary_views(column: pa.ChunkedArray) -> tuple[tuple[tuple[np.ndarray, np.n
             raise ShardError("embedding column has null values")
         _, off_buf, data_buf = chunk.buffers()
         off_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
-        offsets = np.frombuffer(off_buf, dtype=off_type)[chunk.offset: chunk.offset + len(chunk) + 1]
+        offsets = np.frombuffer(off_buf, dtype=off_type)
+        offsets = offsets[chunk.offset: chunk.offset + len(chunk) + 1]
         data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
                 else np.zeros(0, dtype=np.uint8))
         chunks.append((data, offsets))
