@@ -1,29 +1,41 @@
-"""Instruct throughput: LLM requests per second against concurrency, and a rerun from the cache.
+"""Instruct throughput: the whole ``llark instruct`` job against a 200 ms server, LLM requests
+per second against concurrency, and reruns from the cache.
 
 Starts the OpenAI-compatible test server (tests/llm_server.py) in its own process on 127.0.0.1
-with a fixed reply latency (default 200 ms), then for each concurrency runs distinct
-(clip, mir) units through the real path the Beam stage uses: prompt building, the ``openai``
-client (``OpenAIChatBackend``), the on-disk reply cache, tolerant parsing, validation and
-grounding, from a thread pool of that many workers, after one untimed warm-up round (threads
-and HTTP connections up). The bound is ``concurrency / latency``. Each level then runs again
-from its (now warm) cache: no request is sent.
+with a fixed reply latency (default 200 ms), then:
+
+* **the whole job** (``--stage``, default 5,000 clips, one mir request each): ``llark
+  instruct``'s own entry point on the DirectRunner with ``--stage-workers`` processes x
+  ``--stage-concurrency`` requests in flight, then the same job again with ``--force`` from the
+  warm cache. The steady-state rate is taken from the server's own reply times (between the
+  10th and the 90th percentile reply), against the bound ``workers x concurrency / latency``;
+  the CPU time per request in that window is summed over this process, its descendants (the
+  runner's workers) and, apart, the server (``psutil``). The rerun must send nothing and write
+  the same records.
+* **thread-pool levels** (``--levels``): distinct (clip, mir) units through the generator the
+  stage uses (prompt building, the ``openai`` client, the reply cache, parsing, validation,
+  grounding) on a pool of that many threads in this process, after one untimed warm-up round;
+  bound ``concurrency / latency``; then again from the warm cache.
 
     .venv/bin/python benchmarks/instruct_throughput.py [--latency 0.2] [--levels 1,8,32,128]
-                                                       [--stage 400] [--markdown FILE]
+        [--stage 5000] [--stage-workers 2] [--stage-concurrency 32] [--markdown FILE]
 """
-
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,45 +94,164 @@ def run_level(url: str, cache_dir: Path, concurrency: int, clips: list[ClipFacts
     return wall, total
 
 
-def run_stage_job(url: str, n_clips: int, concurrency: int, workers: int) -> list[str]:
-    """The whole ``llark instruct`` job (DirectRunner, ``workers`` processes) on ``n_clips``
-    annotated clips, then the same job again (``--force``) from the warm cache."""
+@dataclass(frozen=True)
+class JobRun:
+    """One run of the whole ``llark instruct`` job, as the server and the process table saw it."""
+
+    label: str
+    wall_s: float
+    requests: int               # HTTP requests the server answered during the run
+    cache_hits: int
+    first_request_s: float      # from the command's start to the first request's arrival
+    steady_rate: float          # requests/s between the 10th and the 90th percentile reply
+    cpu_per_request_ms: dict[str, float]   # steady state: "llark" (runner + workers), "server"
+    max_in_flight: int          # most requests the server held at once during the run
+    mean_in_flight: float       # steady state: requests the server held, on average
+    mean_latency_ms: float      # steady state: arrival to reply, as the server measured it
+
+
+def mean_in_flight(timings: list[tuple[float, float]], t0: float, t1: float) -> float:
+    """Requests the server held on average between ``t0`` and ``t1``."""
+    held = sum(max(0.0, min(r, t1) - max(a, t0)) for a, r in timings)
+    return held / (t1 - t0)
+
+
+def most_in_flight(timings: list[tuple[float, float]]) -> int:
+    events = sorted([(a, 1) for a, _r in timings] + [(r, -1) for _a, r in timings])
+    most = now = 0
+    for _t, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def server_stats(url: str) -> dict:
+    with urllib.request.urlopen(url.rstrip("/") + "/stats", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+class CpuSampler:
+    """CPU seconds of this process, its descendants (the DirectRunner's workers) and the
+    server, sampled every ``period_s`` (``time.monotonic``: the server's clock too)."""
+
+    def __init__(self, server_pid: int, period_s: float = 0.25) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.me = psutil.Process()
+        self.server_pid = server_pid
+        self.period_s = period_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _cpu(self) -> dict[str, float]:
+        sums = {"llark": 0.0, "server": 0.0}
+        for proc in [self.me] + self.me.children(recursive=True):
+            try:
+                t = proc.cpu_times()
+            except self._psutil.Error:       # a process that just ended
+                continue
+            sums["server" if proc.pid == self.server_pid else "llark"] += t.user + t.system
+        return sums
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self._cpu()))
+            self._stop.wait(self.period_s)
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds spent from the last sample before ``t0`` to the first after ``t1``."""
+        before = [c for t, c in self.samples if t <= t0] or [self.samples[0][1]]
+        after = [c for t, c in self.samples if t >= t1] or [self.samples[-1][1]]
+        return {k: after[0][k] - before[-1][k] for k in before[-1]}
+
+
+def steady_window(replies: list[float]) -> tuple[float, float, int]:
+    """``(t10, t90, replies between)``: the reply times of the 10th and 90th percentile."""
+    replies = sorted(replies)
+    i10, i90 = len(replies) // 10, (len(replies) * 9) // 10
+    return replies[i10], replies[i90], i90 - i10
+
+
+def annotated_rows(n_clips: int) -> list[dict]:
+    from pipelines import schema as s
+
+    rows = []
+    for i in range(n_clips):
+        f = clip_facts(i)
+        clip = s.Clip(id=s.clip_id("fma", f.source_id, 0, 23.777), dataset="fma",
+                      source_id=f.source_id, split="train", audio_uri=f"/x/{i}.mp3",
+                      start_s=0.0, end_s=23.777, sample_rate_hz=44100, title=f.title,
+                      genres=f.genres, tags=f.tags)
+        ann = s.Annotation(clip.id, "consensus", f.tempo_bpm, 0.9, (), (), 4, 0.8, f.key,
+                           0.7, tuple(s.ChordSegment(c.start_s, c.end_s, c.label)
+                                      for c in f.chords), 0.6)
+        rows.append(s.AnnotatedClip(clip, ann).to_row())
+    return rows
+
+
+def output_rows(out: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from pipelines import schema as s
+
+    index = s.read_index(out, "instruction")
+    return sorted(repr(sorted(r.items())) for e in index.shards
+                  for r in pq.read_table(out / e.path).to_pylist())
+
+
+def run_stage_job(url: str, server_pid: int, n_clips: int, concurrency: int, workers: int
+                  ) -> tuple[list[JobRun], bool]:
+    """The whole ``llark instruct`` job (the command's own entry point, DirectRunner with
+    ``workers`` processes) on ``n_clips`` annotated clips (mir: one request each), then the
+    same job again (``--force``) from the warm cache. Returns both runs and whether the
+    rerun wrote the same records."""
     from pipelines import schema as s
     from pipelines.instruct import run as instruct_run
 
-    out_lines = []
+    runs = []
     with tempfile.TemporaryDirectory(prefix="llark-bench-stage-") as tmp:
         root = Path(tmp)
-        rows = []
-        for i in range(n_clips):
-            f = clip_facts(i)
-            clip = s.Clip(id=s.clip_id("fma", f.source_id, 0, 23.777), dataset="fma",
-                          source_id=f.source_id, split="train", audio_uri=f"/x/{i}.mp3",
-                          start_s=0.0, end_s=23.777, sample_rate_hz=44100, title=f.title,
-                          genres=f.genres, tags=f.tags)
-            ann = s.Annotation(clip.id, "consensus", f.tempo_bpm, 0.9, (), (), 4, 0.8, f.key,
-                               0.7, tuple(s.ChordSegment(c.start_s, c.end_s, c.label)
-                                          for c in f.chords), 0.6)
-            rows.append(s.AnnotatedClip(clip, ann).to_row())
-        s.write_record_set(root / "ann", rows, "annotated_clip", "annotate")
+        s.write_record_set(root / "ann", annotated_rows(n_clips), "annotated_clip", "annotate")
         argv = ["--input", str(root / "ann"), "--output", str(root / "out"), "--llm", "openai",
                 "--base-url", url, "--model", "bench-model", "--families", "mir",
                 "--concurrency", str(concurrency), "--cache-dir", str(root / "cache"),
                 "--direct_num_workers", str(workers)]
         os.environ.setdefault("OPENAI_API_KEY", "bench-key")
-        times = []
-        for extra in ([], ["--force"]):
-            start = time.perf_counter()
-            if instruct_run(argv + extra) != 0:
-                raise RuntimeError("llark instruct failed")
-            times.append(time.perf_counter() - start)
+        outputs = []
+        for label, extra in (("first run", []), ("rerun (cache)", ["--force"])):
+            before = server_stats(url)
+            with CpuSampler(server_pid) as cpu:
+                start_mono, start = time.monotonic(), time.perf_counter()
+                if instruct_run(argv + extra) != 0:
+                    raise RuntimeError("llark instruct failed")
+                wall = time.perf_counter() - start
+            after = server_stats(url)
+            new = [tuple(t) for t in after["timings"][len(before["timings"]):]]
             index = s.read_index(root / "out", "instruction")
-            out_lines.append(
-                f"| {'rerun (cache)' if extra else 'first run'} | {n_clips} | {workers} x "
-                f"{concurrency} | {times[-1]:.1f} | {index.counts['llm_requests']} | "
-                f"{index.counts['llm_requests'] / times[-1]:.1f} | "
-                f"{index.counts['llm_cache_hits']} |")
-    return out_lines
+            outputs.append(output_rows(root / "out"))
+            rate, per_req, first, held, latency = 0.0, {}, float("nan"), 0.0, 0.0
+            if len(new) >= 20:
+                t10, t90, n = steady_window([r for _a, r in new])
+                rate = n / (t90 - t10)
+                per_req = {k: v / n * 1000 for k, v in cpu.between(t10, t90).items()}
+                first = min(a for a, _r in new) - start_mono
+                held = mean_in_flight(new, t10, t90)
+                inside = [r - a for a, r in new if t10 <= r <= t90]
+                latency = sum(inside) / len(inside) * 1000
+            runs.append(JobRun(label, wall, after["requests"] - before["requests"],
+                               int(index.counts["llm_cache_hits"]), first, rate, per_req,
+                               most_in_flight(new), held, latency))
+    return runs, outputs[0] == outputs[1]
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
@@ -130,66 +261,104 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency", type=float, default=0.2, help="server reply latency (s)")
-    parser.add_argument("--levels", default="1,8,32,128", help="concurrency levels")
-    parser.add_argument("--min-requests", type=int, default=40)
-    parser.add_argument("--per-thread", type=int, default=24,
-                        help="requests per thread at each level (at least --min-requests)")
-    parser.add_argument("--markdown", help="append the result table to this file")
-    parser.add_argument("--stage", type=int, default=0,
-                        help="also run the whole llark instruct job on this many clips")
-    parser.add_argument("--stage-concurrency", type=int, default=32)
-    parser.add_argument("--stage-workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    levels = [int(x) for x in args.levels.split(",")]
-
-    proc, url = start_server(args.latency)
+def level_table(levels: list[int], url: str, latency: float, min_requests: int,
+                per_thread: int) -> str:
     rows = []
-    try:
-        for level in levels:
-            n = max(args.min_requests, args.per_thread * level)
-            clips = [clip_facts(level * 100_000 + i) for i in range(n)]
-            warm = [clip_facts(level * 100_000 + 50_000 + i) for i in range(level)]
-            with tempfile.TemporaryDirectory(prefix="llark-bench-cache-") as tmp:
-                wall, tally = run_level(url, Path(tmp), level, clips, warm)
-                rewall, retally = run_level(url, Path(tmp), level, clips, warm)
-            sent = tally["llm_requests"]
-            rate = sent / wall
-            bound = level / args.latency
-            rows.append((level, sent, wall, rate, bound, rate / bound, rewall,
-                         retally["llm_requests"], rewall / wall))
-            print(f"concurrency {level:>4}: {sent:>5} requests in {wall:6.2f} s = "
-                  f"{rate:7.1f} req/s (bound {bound:6.1f}, {rate / bound:6.1%}); rerun from "
-                  f"cache {rewall:6.3f} s ({retally['llm_requests']} requests, "
-                  f"{rewall / wall:.1%} of the first run)", flush=True)
-        stage_lines = (run_stage_job(url, args.stage, args.stage_concurrency, args.stage_workers)
-                       if args.stage else [])
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=10)
-
+    for level in levels:
+        n = max(min_requests, per_thread * level)
+        clips = [clip_facts(level * 100_000 + i) for i in range(n)]
+        warm = [clip_facts(level * 100_000 + 50_000 + i) for i in range(level)]
+        with tempfile.TemporaryDirectory(prefix="llark-bench-cache-") as tmp:
+            wall, tally = run_level(url, Path(tmp), level, clips, warm)
+            rewall, retally = run_level(url, Path(tmp), level, clips, warm)
+        sent = tally["llm_requests"]
+        rate = sent / wall
+        bound = level / latency
+        rows.append((level, sent, wall, rate, bound, rate / bound, rewall,
+                     retally["llm_requests"], rewall / wall))
+        print(f"concurrency {level:>4}: {sent:>5} requests in {wall:6.2f} s = "
+              f"{rate:7.1f} req/s (bound {bound:6.1f}, {rate / bound:6.1%}); rerun from "
+              f"cache {rewall:6.3f} s ({retally['llm_requests']} requests, "
+              f"{rewall / wall:.1%} of the first run)", flush=True)
     header = ("| concurrency | requests | wall (s) | requests/s | bound c/latency | of bound "
               "| rerun from cache (s) | rerun requests | rerun / first |\n"
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [header] + [
+    return "\n".join([header] + [
         f"| {c} | {n} | {w:.2f} | {r:.1f} | {b:.0f} | {e:.0%} | {rw:.3f} | {rn} | {rr:.1%} |"
-        for c, n, w, r, b, e, rw, rn, rr in rows]
-    table = "\n".join(lines)
-    if stage_lines:
-        table += ("\n\nWhole `llark instruct` job (DirectRunner, Beam start-up and commit "
-                  "included):\n\n| run | clips | workers x concurrency | wall (s) | requests "
-                  "| requests/s | cache hits |\n|---|---:|---:|---:|---:|---:|---:|\n"
-                  + "\n".join(stage_lines))
+        for c, n, w, r, b, e, rw, rn, rr in rows])
+
+
+def stage_table(runs: list[JobRun], same: bool, workers: int, concurrency: int,
+                latency: float) -> str:
+    bound = workers * concurrency / latency
+    lines = ["| run | wall (s) | requests | first request at (s) | steady requests/s | bound "
+             "workers x concurrency / latency | of bound | in flight: most / mean | server "
+             "latency (ms) | CPU ms per request: llark | server | cache hits |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        steady = (f"{r.steady_rate:.1f} | {bound:.0f} | {r.steady_rate / bound:.1%}"
+                  if r.steady_rate else f"- | {bound:.0f} | -")
+        cpu = (f"{r.cpu_per_request_ms['llark']:.2f} | {r.cpu_per_request_ms['server']:.2f}"
+               if r.cpu_per_request_ms else "- | -")
+        held = (f"{r.max_in_flight} / {r.mean_in_flight:.1f} | {r.mean_latency_ms:.0f}"
+                if r.steady_rate else f"{r.max_in_flight} / - | -")
+        lines.append(f"| {r.label} | {r.wall_s:.1f} | {r.requests} | {r.first_request_s:.1f} | "
+                     f"{steady} | {held} | {cpu} | {r.cache_hits} |")
+    lines.append("")
+    lines.append(f"Rerun from the cache wrote the same records as the first run: "
+                 f"{'yes' if same else 'NO'}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.2, help="server reply latency (s)")
+    parser.add_argument("--levels", default="1,8,32,128",
+                        help="concurrency levels of the thread-pool runs ('' = none)")
+    parser.add_argument("--min-requests", type=int, default=40)
+    parser.add_argument("--per-thread", type=int, default=24,
+                        help="requests per thread at each level (at least --min-requests)")
+    parser.add_argument("--markdown", help="append the result tables to this file")
+    parser.add_argument("--stage", type=int, default=5000,
+                        help="clips (= requests) of the whole llark instruct job (0 = none)")
+    parser.add_argument("--stage-concurrency", type=int, default=32)
+    parser.add_argument("--stage-workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+
+    load_before = os.getloadavg()
+    proc, url = start_server(args.latency)
+    tables = []
+    try:
+        if levels:
+            tables.append("Thread pool in one process (no Beam):\n\n" + level_table(
+                levels, url, args.latency, args.min_requests, args.per_thread))
+        if args.stage:
+            runs, same = run_stage_job(url, proc.pid, args.stage, args.stage_concurrency,
+                                       args.stage_workers)
+            tables.append(
+                f"Whole `llark instruct` job ({args.stage} clips, mir: one request each; "
+                f"DirectRunner, {args.stage_workers} worker processes x `--concurrency "
+                f"{args.stage_concurrency}`; Beam start-up, Parquet write and commit in the "
+                "wall time; steady state = between the 10th and 90th percentile reply):\n\n"
+                + stage_table(runs, same, args.stage_workers, args.stage_concurrency,
+                              args.latency))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    load_after = os.getloadavg()
+
+    table = "\n\n".join(tables)
     print()
     print(table)
+    meta = (f"Run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+            f"({os.cpu_count()} CPUs, Python {platform.python_version()}), server latency "
+            f"{args.latency * 1000:.0f} ms, load average {load_before[0]:.1f} before, "
+            f"{load_after[0]:.1f} after")
+    print(meta)
     if args.markdown:
-        meta = (f"\n\nRun {dt.date.today().isoformat()} on {platform.node()} "
-                f"({os.cpu_count()} CPUs, Python {platform.python_version()}), latency "
-                f"{args.latency * 1000:.0f} ms:\n\n")
         with open(args.markdown, "a") as f:
-            f.write(meta + table + "\n")
+            f.write(f"\n\n{meta}:\n\n{table}\n")
     return 0
 
 

@@ -126,7 +126,8 @@ class InstructConfig:
                            default="OPENAI_API_KEY")
     families: tuple[str, ...] = doc("families to write: mir, caption, reasoning",
                                     default=FAMILIES)
-    concurrency: int = doc("LLM requests in flight per worker process (a thread pool)",
+    concurrency: int = doc("LLM requests in flight per worker process (its pool has a few "
+                           "more threads, which build prompts and check replies meanwhile)",
                            default=16)
     temperature: float = doc("sampling temperature", default=0.7)
     max_completion: int = doc("most tokens per reply (the request's max_tokens)", default=1024)
@@ -301,7 +302,8 @@ def build_generator(cfg: InstructConfig, cache_root: str = "") -> InstructionGen
         root = cache_root or cfg.cache_root()
         store = FileSystemsCacheStore(root) if "://" in root else LocalCacheStore(root)
         cache = RequestCache(store)
-    chat = OpenAIChatBackend(llm, api_key_from_env(llm), cache=cache)
+    chat = OpenAIChatBackend(llm, api_key_from_env(llm), cache=cache,
+                             max_in_flight=cfg.concurrency)
     return InstructionGenerator(LLMWriter(chat, settings), settings)
 
 
@@ -343,10 +345,18 @@ def run_unit(generator: InstructionGenerator, facts: ClipFacts, family: str) -> 
     return _Outcome(facts, family, result, "", "", tally)
 
 
+def pool_threads(concurrency: int) -> int:
+    """Threads of a worker's pool: ``concurrency`` requests in flight (the client's cap) plus a
+    few threads that build the next prompts and check the last replies meanwhile, so that a
+    request slot never waits for that work."""
+    return concurrency + concurrency // 4 + 2
+
+
 class UnitPool:
     """One per worker process, shared by all its ``GenerateFn`` instances (harness threads)
     through :class:`apache_beam.utils.shared.Shared`: the generator (its HTTP client, keep-alive
-    connections and reply cache) and, with an LLM, ``concurrency`` threads that run units.
+    connections and reply cache) and, with an LLM, :func:`pool_threads` threads that run units,
+    of which ``concurrency`` at most have a request out.
 
     The threads outlive bundles: a unit submitted at the end of one bundle and those of the
     next bundle share the same connections, and nothing is rebuilt per bundle."""
@@ -355,7 +365,7 @@ class UnitPool:
         self.generator = build_generator(cfg, cache_root)
         self.executor: ThreadPoolExecutor | None = None
         if cfg.llm != "template":
-            self.executor = ThreadPoolExecutor(max_workers=cfg.concurrency,
+            self.executor = ThreadPoolExecutor(max_workers=pool_threads(cfg.concurrency),
                                                thread_name_prefix="llark-llm")
 
     def submit(self, facts: ClipFacts, family: str) -> "Future[_Outcome]":
@@ -379,8 +389,8 @@ class GenerateFn(beam.DoFn):
 
     With an LLM, each clip's units go to the worker process's :class:`UnitPool` as the clip
     arrives, and ``process`` emits whatever units have finished by then (of this clip or of
-    earlier ones): requests stay in flight from one clip to the next, and the pool's
-    ``concurrency`` threads stay busy. ``process`` waits only when this instance has
+    earlier ones): requests stay in flight from one clip to the next, and the pool keeps
+    ``concurrency`` requests out. ``process`` waits only when this instance has
     ``PENDING_PER_CONCURRENCY x concurrency`` units unfinished (so a worker never holds more
     than that in memory); ``finish_bundle`` drains the rest. The template runs each unit inline.
 

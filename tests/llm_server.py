@@ -20,6 +20,7 @@ next behaviour (the last one repeats), otherwise
 ``slow``             valid JSON after :attr:`LLMServer.slow_s` seconds (longer than the timeout)
 ``auth``             HTTP 401 whose message echoes the bearer token (as OpenAI's does)
 ``no_json_mode``     HTTP 400 when ``response_format`` is set, else valid
+``html``             HTTP 200 with an HTML page (a URL that is no chat-completions endpoint)
 
 It counts requests (per behaviour too) and the most it had in flight at once, records every
 ``Authorization`` header and request body and the arrival and reply times of each HTTP-200 reply
@@ -286,10 +287,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
               ) -> None:
-        data = json.dumps(payload).encode()
+        self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send_raw(self, status: int, data: bytes, content_type: str,
+                  headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
@@ -349,6 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour == "no_json_mode" and "response_format" in body:
             self._send(400, {"error": {"message": "response_format is not supported by this "
                                                   "server", "type": "invalid_request_error"}})
+            return
+        if behaviour == "html":
+            self._send_raw(200, b"<html><body>It works!</body></html>", "text/html")
             return
         if behaviour == "slow":
             time.sleep(owner.slow_s)

@@ -57,14 +57,14 @@ def server():
         yield srv
 
 
-def backend(srv: LLMServer, cache_dir: Path | None = None, sleep=None, **settings
-            ) -> OpenAIChatBackend:
+def backend(srv: LLMServer, cache_dir: Path | None = None, sleep=None,
+            max_in_flight: int | None = None, **settings) -> OpenAIChatBackend:
     defaults = dict(model="test-model", base_url=srv.url, backoff_initial_s=0.01,
                     backoff_max_s=0.05, timeout_s=5.0)
     defaults.update(settings)
     cache = RequestCache(LocalCacheStore(cache_dir)) if cache_dir is not None else None
     return OpenAIChatBackend(LLMSettings(**defaults), KEY, cache=cache, sleep=sleep or Sleeps(),
-                             seed=0)
+                             seed=0, max_in_flight=max_in_flight)
 
 
 def generator(chat: OpenAIChatBackend, **settings) -> InstructionGenerator:
@@ -136,7 +136,7 @@ def test_connection_refused_is_retried_then_fails():
     srv = LLMServer().start()
     srv.stop()
     tally = Counter()
-    with pytest.raises(LLMError, match="APIConnectionError"):
+    with pytest.raises(LLMError, match="gave up after 3 attempts; last: ConnectError: .*refused"):
         backend(srv, max_retries=2).complete(HELLO, tally)
     assert tally["llm_retry:connection"] == 2
 
@@ -318,6 +318,25 @@ def test_many_requests_in_flight(server):
         results = list(pool.map(lambda u: gen.generate(u[0], u[1], Counter()), units))
     assert all(len(r.conversations) == 3 for r in results)
     assert server.max_in_flight >= 8          # threads really overlap their requests
+
+
+def test_reply_that_is_not_json_is_a_clear_error(server):
+    server.script("hello", "html")
+    with pytest.raises(LLMError, match="not a JSON object .*It works.*OpenAI-compatible /v1"):
+        backend(server).complete(HELLO, Counter())
+    assert server.requests == 1                  # not retried: asking again changes nothing
+
+
+def test_max_in_flight_caps_requests_not_threads(server):
+    """12 threads, at most 3 requests out at once; the others wait for a slot, not for a
+    thread."""
+    server.latency_s = 0.1
+    chat = backend(server, max_in_flight=3)
+    with ThreadPoolExecutor(12) as pool:
+        replies = list(pool.map(lambda i: chat.complete(
+            [HELLO[0], ChatMessage("user", f"hi {i}")], Counter()), range(18)))
+    assert len(replies) == 18 and server.requests == 18
+    assert server.max_in_flight == 3
 
 
 def test_no_log_line_holds_the_key(server, caplog):

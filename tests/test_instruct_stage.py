@@ -31,6 +31,7 @@ from pipelines.instruct import (
     ToFactsFn,
     UnitCounts,
     facts_from_annotated,
+    pool_threads,
     run,
 )
 from tests.llm_server import LLMServer
@@ -381,7 +382,7 @@ def test_one_unit_pool_per_worker_process():
     a, b = pickle.loads(pickle.dumps(fn)), pickle.loads(pickle.dumps(fn))
     a.setup()
     b.setup()
-    assert a._pool is b._pool and a._pool.executor._max_workers == 3
+    assert a._pool is b._pool and a._pool.executor._max_workers == pool_threads(3) == 5
     other = pickle.loads(pickle.dumps(GenerateFn(cfg, "")))    # another transform: its own
     other.setup()
     assert other._pool is not a._pool

@@ -2,13 +2,16 @@
 accounting.
 
 :class:`ChatBackend` is the interface: ``complete(messages, tally) -> ChatReply``.
-:class:`OpenAIChatBackend` implements it with the ``openai`` 3.x client against any
-OpenAI-compatible server (OpenAI, vLLM, llama.cpp server, Ollama) given by ``base_url``:
+:class:`OpenAIChatBackend` implements it for any OpenAI-compatible server (OpenAI, vLLM,
+llama.cpp server, Ollama) given by ``base_url``: the ``openai`` 3.x client resolves the URL and
+the headers (key, organisation, project, user agent), and each ``POST /chat/completions`` goes
+out on an ``httpx`` client with the openai client's defaults (its request and reply layers cost
+~1 ms of CPU per request, most of what a request costs us; see docs/benchmarks.md):
 
 * the API key comes only from the environment variable named by ``api_key_env`` (default
   ``OPENAI_API_KEY``); it is never logged, stored, cached or put into an error message (server
   messages that echo it are redacted);
-* the client's own retries are off; ours retry 429, 408/409, 5xx, timeouts and connection
+* our retries (the only ones) cover 429, 408/409, 5xx, timeouts and connection
   errors with exponential backoff and jitter, honouring ``Retry-After`` / ``retry-after-ms``;
 * ``json_mode="auto"`` asks for ``response_format={"type": "json_object"}`` and falls back to
   plain text once if the server rejects it (400 naming ``response_format``);
@@ -18,12 +21,15 @@ OpenAI-compatible server (OpenAI, vLLM, llama.cpp server, Ollama) given by ``bas
   ``llm_cache_hits``, ``llm_retries``, ``llm_retry:<why>``, ``tokens_in``, ``tokens_out``,
   ``cost_usd``.
 
-The client is thread-safe; callers run many ``complete`` calls in flight from a thread pool.
+The client is thread-safe; callers run many ``complete`` calls from a thread pool, and
+``max_in_flight`` caps the HTTP requests out at once (the pool may have more threads, which
+build prompts and check replies meanwhile).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import random
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from annotate.instruct.cache import CachedReply, RequestCache, request_key
+from annotate.instruct.parse import excerpt
 from annotate.instruct.prompts import ChatMessage
 from llark.errors import ConfigError, LLMError
 
@@ -135,16 +142,28 @@ def retry_after_s(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class HTTPStatusError(Exception):
+    """A reply with an HTTP error status (internal: classified, then raised as LLMError)."""
+
+    def __init__(self, status: int, message: str, headers: Any) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
 class OpenAIChatBackend:
-    """Chat completions through the ``openai`` client (see module doc)."""
+    """Chat completions for any OpenAI-compatible server (see module doc)."""
 
     name = "openai"
 
     def __init__(self, settings: LLMSettings, api_key: str, cache: RequestCache | None = None,
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
+                 max_in_flight: int | None = None) -> None:
+        import httpx2   # the openai client's HTTP library
         import openai   # the [llm] extra; imported here so the template path never needs it
 
-        self._openai = openai
+        self._httpx = httpx2
         self.settings = settings
         self.model = settings.model
         self._secret = api_key
@@ -153,11 +172,23 @@ class OpenAIChatBackend:
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._json_ok = settings.json_mode != "off"
-        from openai.types.chat import ChatCompletion
-
-        self._completion_type = ChatCompletion
-        self._client = openai.OpenAI(api_key=api_key, base_url=settings.base_url or None,
-                                     timeout=settings.timeout_s, max_retries=0)
+        # at most this many HTTP requests at once, however many threads call complete(): a
+        # caller may run more threads than that, which build prompts and check replies while
+        # the requests are out (backoff sleeps hold no slot)
+        self._slots = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
+        # The openai client resolves what the request needs: the base URL (``--base-url``, else
+        # OPENAI_BASE_URL, else api.openai.com), the Authorization header, the organisation and
+        # project headers (OPENAI_ORG_ID, OPENAI_PROJECT_ID) and its user agent. The request
+        # itself goes out on an httpx client with the openai client's defaults (connection
+        # limits, redirects): the openai client's own request and reply layers cost ~1 ms of
+        # CPU per request, a third of the stage's (docs/benchmarks.md).
+        client = openai.OpenAI(api_key=api_key, base_url=settings.base_url or None,
+                               timeout=settings.timeout_s, max_retries=0)
+        self._url = str(client.base_url).rstrip("/") + "/chat/completions"
+        self._headers = {k: v for k, v in {**client.default_headers,
+                                            **client.auth_headers}.items()
+                         if isinstance(v, str)}
+        self._http = openai.DefaultHttpxClient(timeout=settings.timeout_s)
 
     def __repr__(self) -> str:   # never shows the key
         return (f"OpenAIChatBackend(model={self.model!r}, "
@@ -191,27 +222,19 @@ class OpenAIChatBackend:
 
     def _retryable(self, exc: Exception) -> tuple[str, float | None] | None:
         """``(reason, retry_after)`` when ``exc`` is worth retrying, else ``None``."""
-        o = self._openai
-        if isinstance(exc, o.APITimeoutError):
+        if isinstance(exc, self._httpx.TimeoutException):
             return "timeout", None
-        if isinstance(exc, o.APIConnectionError):
+        if isinstance(exc, self._httpx.TransportError):
             return "connection", None
-        if isinstance(exc, o.APIStatusError):
-            status = exc.status_code
+        if isinstance(exc, HTTPStatusError):
+            status = exc.status
             if status == 429 or status in (408, 409) or status >= 500:
-                return str(status), retry_after_s(exc.response.headers)
+                return str(status), retry_after_s(exc.headers)
         return None
 
     def _describe(self, exc: Exception) -> str:
-        o = self._openai
-        if isinstance(exc, o.APIStatusError):
-            message = exc.message
-            body = exc.body
-            if isinstance(body, dict):
-                err = body.get("error", body)
-                if isinstance(err, dict) and isinstance(err.get("message"), str):
-                    message = err["message"]
-            return self.redact(f"HTTP {exc.status_code}: {message}")
+        if isinstance(exc, HTTPStatusError):
+            return self.redact(str(exc))
         return self.redact(f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ the call
@@ -235,7 +258,6 @@ class OpenAIChatBackend:
 
     def _send(self, msgs: list[dict[str, str]], tally: Counter,
               keys: dict[bool, str] | None = None) -> ChatReply:
-        o = self._openai
         where = safe_url(self.settings.base_url or "the OpenAI API")
         attempt = 0
         while True:
@@ -243,45 +265,69 @@ class OpenAIChatBackend:
             params = self.params(json_mode)
             tally["llm_requests"] += 1
             try:
-                # the client's documented raw-body call: the same auth, timeouts, errors and
-                # typed reply as chat.completions.create, without its per-request walk over
-                # the typed message params (~4 ms of CPU per request, see the benchmark doc)
-                resp = self._client.post("/chat/completions", cast_to=self._completion_type,
-                                         body={"model": self.model, "messages": msgs, **params})
-            except o.BadRequestError as exc:
-                if json_mode and self.settings.json_mode == "auto" and \
-                        "response_format" in self._describe(exc):
+                data = self._post({"model": self.model, "messages": msgs, **params})
+            except HTTPStatusError as exc:
+                if exc.status == 400 and json_mode and self.settings.json_mode == "auto" and \
+                        "response_format" in exc.message:
                     self._json_ok = False
                     tally["llm_json_mode_unsupported"] += 1
                     log.warning("%s rejects response_format; continuing without JSON mode", where)
                     continue
-                raise LLMError(f"{where} refused the request: {self._describe(exc)}") from None
-            except o.OpenAIError as exc:
-                retry = self._retryable(exc)
-                if retry is None:
-                    raise LLMError(f"{where}: {self._describe(exc)} (not retried)") from None
-                reason, after = retry
-                if attempt >= self.settings.max_retries:
-                    raise LLMError(f"{where}: gave up after {attempt + 1} attempts; last: "
-                                   f"{self._describe(exc)}") from None
-                delay = self.backoff_s(attempt, after)
-                tally["llm_retries"] += 1
-                tally[f"llm_retry:{reason}"] += 1
-                log.info("LLM request failed (%s); retry %d/%d in %.2f s", reason, attempt + 1,
-                         self.settings.max_retries, delay)
-                self._sleep(delay)
-                attempt += 1
-                continue
-            return self._finish(resp, msgs, params, tally, (keys or {}).get(json_mode))
+                if exc.status == 400:
+                    raise LLMError(f"{where} refused the request: {self._describe(exc)}") from None
+                failure: Exception = exc
+            except self._httpx.HTTPError as exc:      # timeouts, connection and protocol errors
+                failure = exc
+            else:
+                return self._finish(data, msgs, params, tally, (keys or {}).get(json_mode))
+            retry = self._retryable(failure)
+            if retry is None:
+                raise LLMError(f"{where}: {self._describe(failure)} (not retried)") from None
+            reason, after = retry
+            if attempt >= self.settings.max_retries:
+                raise LLMError(f"{where}: gave up after {attempt + 1} attempts; last: "
+                               f"{self._describe(failure)}") from None
+            delay = self.backoff_s(attempt, after)
+            tally["llm_retries"] += 1
+            tally[f"llm_retry:{reason}"] += 1
+            log.info("LLM request failed (%s); retry %d/%d in %.2f s", reason, attempt + 1,
+                     self.settings.max_retries, delay)
+            self._sleep(delay)
+            attempt += 1
 
-    def _finish(self, resp: Any, msgs: list[dict[str, str]], params: dict[str, Any],
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One HTTP request (holding a slot when capped); the reply's JSON body, or
+        :class:`HTTPStatusError`, or an ``httpx`` error."""
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if self._slots is None:
+            resp = self._http.post(self._url, content=content, headers=self._headers)
+        else:
+            with self._slots:
+                resp = self._http.post(self._url, content=content, headers=self._headers)
+        if resp.status_code >= 400:
+            raise HTTPStatusError(resp.status_code, _error_message(resp), resp.headers)
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise LLMError(f"{safe_url(self._url)}: HTTP {resp.status_code} but the reply is not "
+                           f"a JSON object ({excerpt(resp.text, 80)!r}); is --base-url an "
+                           "OpenAI-compatible /v1 endpoint?")
+        return data
+
+    def _finish(self, data: dict[str, Any], msgs: list[dict[str, str]], params: dict[str, Any],
                 tally: Counter, key: str | None = None) -> ChatReply:
-        choice = resp.choices[0] if resp.choices else None
-        text = (choice.message.content or "") if choice is not None else ""
-        finish = (choice.finish_reason or "") if choice is not None else "no_choice"
-        usage = resp.usage
-        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        ct = int(getattr(usage, "completion_tokens", 0) or 0)
+        choices = data.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and \
+            isinstance(choices[0], dict) else None
+        message = choice.get("message") if choice is not None else None
+        content = message.get("content") if isinstance(message, dict) else None
+        text = content if isinstance(content, str) else ""
+        finish = str(choice.get("finish_reason") or "") if choice is not None else "no_choice"
+        usage = data.get("usage")
+        pt = _count(usage, "prompt_tokens")
+        ct = _count(usage, "completion_tokens")
         tally["tokens_in"] += pt
         tally["tokens_out"] += ct
         s = self.settings
@@ -290,3 +336,25 @@ class OpenAIChatBackend:
             key = key or request_key(self.model, params, msgs)
             self._cache.put(key, self.model, params, msgs, CachedReply(text, pt, ct, finish))
         return ChatReply(text, pt, ct, finish, False)
+
+
+def _count(usage: Any, name: str) -> int:
+    """A token count from a reply's ``usage`` (0 when absent or not a number)."""
+    value = usage.get(name) if isinstance(usage, dict) else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _error_message(resp: Any) -> str:
+    """The server's message for an HTTP error: ``error.message`` of a JSON body (OpenAI's
+    shape), else the start of the body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+    return excerpt(resp.text, 200) or resp.reason_phrase
