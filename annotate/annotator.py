@@ -112,6 +112,8 @@ def build_annotator(config: AnnotatorConfig | str | None = None) -> ClipAnnotato
         config = AnnotatorConfig(backend=config)
     want_m = config.backend in ("consensus", "madmom")
     want_e = config.backend in ("consensus", "essentia")
+    if config.backend == "consensus":
+        config.consensus.params()      # a missing or stale fusion file fails here, not per clip
     return ClipAnnotator(
         config=config,
         madmom=MadmomAnnotator(config.madmom) if want_m else None,

@@ -1,174 +1,89 @@
 """Consensus of the madmom and essentia answers: one annotation per clip, a confidence per field.
 
-Pure functions over :class:`annotate.types.BackendAnalysis`; no models, no I/O. The rules:
+Pure functions over :class:`annotate.types.BackendAnalysis`; no models, no I/O. Key and tempo
+come from the fusion fitted on the real-music development set (:mod:`annotate.fusion`; its
+parameters are the committed ``annotate/fusion_params.json`` written by
+``python -m benchmarks.fit_fusion``), and every confidence is a calibrated probability:
 
-* **Tempo** (:func:`resolve_tempo`): every tempo the backends report is evidence: madmom's
-  beat grid (the downbeat DBN's median inter-beat interval, which is tracked together with
-  the meter), madmom's tempo-histogram peaks, essentia's tempo and its beat grid. Candidates
-  are the evidence values and their octaves (×2, ×½). A candidate scores the weights of the
-  evidence within ``tempo_tolerance`` (4 %) of it, plus a broad log-normal prior around
-  ``tempo_prior_bpm``, plus a bonus (scaled by madmom's beat confidence) when the candidate
-  is the beat level of madmom's bar model. The answer is the weighted mean of the agreeing
-  evidence; the confidence is the share of the evidence weight that agrees.
+* **Tempo** (:func:`annotate.fusion.fuse_tempo`): a conditional logit over every tempo the
+  backends report and its octaves, from the evidence that supports each candidate and its
+  octave relation to madmom's bar-model beat level per meter (no tempo prior).
 * **Beats, downbeats, meter** (:func:`resolve_beats`): madmom's DBN beats when their grid
   matches the consensus tempo; otherwise essentia's beats when theirs does, numbered in whole
   bars with the phase of madmom's downbeats and madmom's meter carried to that beat level
-  (:func:`meter_at_level`); otherwise madmom's. essentia has no bar model.
-* **Key** (:func:`resolve_key`): log-linear fusion over the 24 keys of madmom's CNN
-  probabilities, essentia's answer weighted by its strength, a Krumhansl–Kessler profile
-  correlation of essentia's mean HPCP, and the duration-weighted fit of the consensus chords
-  to each key's tonic and diatonic triads. The confidence is the fused posterior of the winner.
-* **Chords** (:func:`resolve_chords`): madmom's CRF segments (the better chord model); the
-  confidence mixes the CRF's own posterior with the share of time essentia's frame-wise
-  chords agree. Segments madmom calls ``N`` over loud music take essentia's label when
-  essentia is confident (:attr:`ConsensusConfig.chord_fill_strength`).
+  (:func:`meter_at_level`); otherwise madmom's. essentia has no bar model. The meter
+  confidence is madmom's meter probability, calibrated.
+* **Key** (:func:`annotate.fusion.fuse_key`): a conditional logit over the 24 keys of madmom's
+  CNN log-probabilities, five essentia key profiles, the HPCP profile correlation and the
+  chords' fit to each key, with a calibrated confidence that is low on non-music.
+* **Chords** (:func:`resolve_chords`): madmom's CRF segments (the better chord model);
+  segments madmom calls ``N`` over loud music take essentia's label when essentia is
+  confident (:attr:`ConsensusConfig.chord_fill_strength`). The confidence is a calibration
+  of the CRF's own posterior and the share of time essentia's frame-wise chords agree.
 
-The default weights were set on synthesized songs (seeds 0-3, 40 songs each, of
-``benchmarks/annotate_accuracy.py``) and checked on a held-out seed and the demo corpus; see
-docs/benchmarks.md (Annotate) for the numbers.
+The numbers behind every choice are in docs/benchmarks.md (Annotate accuracy).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from annotate.labels import KEYS, NO_CHORD, chord_index, key_index
+from annotate.fusion import (
+    DEFAULT_PARAMS_PATH,
+    FusionParams,
+    calibrated,
+    chord_conf_features,
+    chord_key_scores,
+    fuse_key,
+    fuse_tempo,
+    grid_tempo,
+    load_params,
+    meter_conf_features,
+    profile_scores,
+    rel_diff,
+)
+from annotate.labels import NO_CHORD, chord_index
 from annotate.types import BackendAnalysis, BeatTime, Chord, ClipAnalysis
 from llark.config import doc
 from llark.errors import ConfigError
 
-# Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
-KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
-KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+__all__ = ["ConsensusConfig", "combine", "from_single", "silent_analysis", "resolve_beats",
+           "resolve_chords", "resolve_key", "resolve_tempo", "meter_at_level",
+           "chord_agreement", "merge_repeats", "grid_tempo", "rel_diff", "profile_scores",
+           "chord_key_scores"]
 
 
 @dataclass(frozen=True)
 class ConsensusConfig:
-    """Weights and thresholds of the consensus rules (see the module docstring)."""
+    """Thresholds of the consensus rules and where the fitted fusion's parameters live."""
 
-    tempo_tolerance: float = doc("relative tolerance for two tempi to agree", default=0.04)
-    tempo_min_bpm: float = doc("slowest tempo the consensus may answer", default=40.0)
-    tempo_max_bpm: float = doc("fastest tempo the consensus may answer", default=240.0)
-    tempo_prior_bpm: float = doc("centre of the tempo prior", default=110.0)
-    tempo_prior_octaves: float = doc("width (std, in octaves) of the tempo prior", default=0.6)
-    tempo_prior_weight: float = doc("weight of the tempo prior", default=0.3)
-    w_madmom_grid: float = doc("weight of madmom's DBN beat grid tempo", default=1.0)
-    w_madmom_hist: float = doc("weight of madmom's tempo histogram peaks (× strength)", default=1.0)
-    w_essentia: float = doc("weight of essentia's tempo (× (0.5 + confidence/2))", default=1.0)
-    w_essentia_grid: float = doc("weight of essentia's beat grid tempo", default=0.5)
-    w_meter: float = doc("bonus for the beat level of madmom's bar model", default=0.3)
-    confidence_floor: float = doc(
-        "a tempo/beat-grid evidence weighs weight × (floor + (1 - floor) × its confidence)",
-        default=0.5)
-    key_w_madmom: float = doc("weight of madmom's log key probabilities", default=0.2)
-    key_w_essentia: float = doc("weight of essentia's key (× strength)", default=1.0)
-    key_w_profile: float = doc("weight of the HPCP profile correlation", default=2.0)
-    key_w_chords: float = doc("weight of the chords' fit to the key", default=16.0)
+    tempo_tolerance: float = doc("relative tolerance for a beat grid to match the tempo",
+                                 default=0.04)
     chord_fill_strength: float = doc(
         "essentia chord strength above which it replaces madmom's N over loud audio",
         default=0.6)
+    fusion_params: str = doc(
+        "JSON file of the fitted fusion (python -m benchmarks.fit_fusion); empty = the "
+        "committed annotate/fusion_params.json", default="")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.tempo_tolerance < 0.5:
             raise ConfigError(f"tempo_tolerance must be in (0, 0.5), got {self.tempo_tolerance}")
-        if not 0.0 < self.tempo_min_bpm < self.tempo_max_bpm:
-            raise ConfigError(f"need 0 < tempo_min_bpm < tempo_max_bpm, got "
-                              f"{self.tempo_min_bpm}, {self.tempo_max_bpm}")
-        for name in ("tempo_prior_weight", "w_madmom_grid", "w_madmom_hist", "w_essentia",
-                     "w_essentia_grid", "w_meter", "key_w_madmom", "key_w_essentia",
-                     "key_w_profile", "key_w_chords"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.confidence_floor <= 1.0:
-            raise ConfigError(f"confidence_floor must be within [0, 1], got {self.confidence_floor}")
-        if self.tempo_prior_octaves <= 0:
-            raise ConfigError("tempo_prior_octaves must be > 0")
+        if not 0.0 <= self.chord_fill_strength <= 1.0:
+            raise ConfigError(f"chord_fill_strength must be within [0, 1], got "
+                              f"{self.chord_fill_strength}")
 
-
-# --------------------------------------------------------------------------- helpers
-
-def rel_diff(a: float, b: float) -> float:
-    """|a - b| / b (inf when b is 0)."""
-    return abs(a - b) / b if b > 0 else math.inf
-
-
-def grid_tempo(beats: tuple[BeatTime, ...]) -> float:
-    """60 / median inter-beat interval; 0.0 with fewer than 3 beats."""
-    if len(beats) < 3:
-        return 0.0
-    ibi = np.diff([b.time_s for b in beats])
-    ibi = ibi[ibi > 0]
-    return float(60.0 / np.median(ibi)) if ibi.size else 0.0
-
-
-def _octaves(bpm: float) -> tuple[float, ...]:
-    return (bpm / 2.0, bpm, bpm * 2.0)
-
-
-def _scaled(confidence: float, cfg: ConsensusConfig) -> float:
-    return cfg.confidence_floor + (1.0 - cfg.confidence_floor) * float(np.clip(confidence, 0, 1))
-
-
-@dataclass(frozen=True)
-class TempoEvidence:
-    bpm: float
-    weight: float
-    source: str
-
-
-def tempo_evidence(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-                   cfg: ConsensusConfig) -> list[TempoEvidence]:
-    ev: list[TempoEvidence] = []
-    if madmom is not None:
-        g = grid_tempo(madmom.beats)
-        if g > 0:
-            ev.append(TempoEvidence(g, cfg.w_madmom_grid * _scaled(madmom.beats_confidence, cfg),
-                                    "madmom_grid"))
-        for bpm, strength in madmom.tempo.candidates[:3]:
-            if bpm > 0:
-                ev.append(TempoEvidence(bpm, cfg.w_madmom_hist * strength, "madmom_hist"))
-    if essentia is not None and essentia.tempo.bpm > 0:
-        conf = _scaled(essentia.tempo.confidence, cfg)
-        ev.append(TempoEvidence(essentia.tempo.bpm, cfg.w_essentia * conf, "essentia"))
-        g = grid_tempo(essentia.beats)
-        if g > 0:
-            ev.append(TempoEvidence(g, cfg.w_essentia_grid * conf, "essentia_grid"))
-    return [e for e in ev if e.weight > 0]
+    def params(self) -> FusionParams:
+        """The fitted parameters this config names (loaded once per process)."""
+        return load_params(self.fusion_params or str(DEFAULT_PARAMS_PATH))
 
 
 def resolve_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-                  cfg: ConsensusConfig) -> tuple[float, float, str]:
+                  params: FusionParams) -> tuple[float, float, str]:
     """``(bpm, confidence, note)``; ``(0, 0, ...)`` when no backend found a tempo."""
-    ev = tempo_evidence(madmom, essentia, cfg)
-    if not ev:
-        return 0.0, 0.0, "tempo: no evidence"
-    meter_level = grid_tempo(madmom.beats) if madmom is not None and madmom.meter else 0.0
-    meter_trust = _scaled(madmom.beats_confidence, cfg) if madmom is not None else 0.0
-    cands = sorted({c for e in ev for c in _octaves(e.bpm)
-                    if cfg.tempo_min_bpm <= c <= cfg.tempo_max_bpm})
-    if not cands:
-        return 0.0, 0.0, "tempo: all evidence out of range"
-    total = sum(e.weight for e in ev)
-    best, best_score = cands[0], -math.inf
-    for c in cands:
-        score = sum(e.weight for e in ev if rel_diff(c, e.bpm) <= cfg.tempo_tolerance)
-        z = math.log2(c / cfg.tempo_prior_bpm) / cfg.tempo_prior_octaves
-        score += cfg.tempo_prior_weight * math.exp(-0.5 * z * z) * total
-        if meter_level and rel_diff(c, meter_level) <= cfg.tempo_tolerance:
-            score += cfg.w_meter * meter_trust * total
-        if score > best_score:
-            best, best_score = c, score
-    agree = [e for e in ev if rel_diff(best, e.bpm) <= cfg.tempo_tolerance]
-    if agree:
-        bpm = sum(e.bpm * e.weight for e in agree) / sum(e.weight for e in agree)
-    else:
-        bpm = best
-    conf = sum(e.weight for e in agree) / total
-    note = "tempo: " + ", ".join(f"{e.source}={e.bpm:.1f}" for e in ev) + f" -> {bpm:.1f}"
-    return float(bpm), float(min(conf, 1.0)), note
+    return fuse_tempo(madmom, essentia, params)
 
 
 # --------------------------------------------------------------------------- beats
@@ -214,7 +129,8 @@ def _number_beats(times: list[float], downbeats: tuple[float, ...], meter: int,
 
 def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None, bpm: float,
                   cfg: ConsensusConfig) -> tuple[tuple[BeatTime, ...], int, float, str]:
-    """``(beats, meter, meter_confidence, note)`` on the level of the consensus tempo."""
+    """``(beats, meter, meter probability, note)`` on the level of the consensus tempo; the
+    meter probability is madmom's (uncalibrated: :func:`combine` calibrates it)."""
     if madmom is not None and madmom.beats:
         if bpm <= 0 or rel_diff(grid_tempo(madmom.beats), bpm) <= cfg.tempo_tolerance:
             return madmom.beats, madmom.meter, madmom.meter_confidence, "beats: madmom"
@@ -226,7 +142,7 @@ def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
             level = grid_tempo(madmom.beats)
             meter = meter_at_level(madmom.meter, bpm / level) if level > 0 else madmom.meter
         beats = _number_beats([b.time_s for b in essentia.beats], downbeats, meter)
-        conf = madmom.meter_confidence * 0.5 if madmom is not None and meter else 0.0
+        conf = madmom.meter_confidence if madmom is not None and meter else 0.0
         return beats, meter, conf, "beats: essentia numbered from madmom downbeats"
     if madmom is not None:
         return madmom.beats, madmom.meter, madmom.meter_confidence, "beats: madmom (fallback)"
@@ -237,66 +153,10 @@ def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
 
 # --------------------------------------------------------------------------- key
 
-def profile_scores(chroma: tuple[float, ...]) -> np.ndarray:
-    """Pearson correlation of a C-based 12-bin chroma with the 24 rotated KK profiles
-    (``(24,)`` in :data:`KEYS` order); zeros when the chroma is flat or missing."""
-    out = np.zeros(24)
-    if len(chroma) != 12:
-        return out
-    c = np.asarray(chroma, dtype=np.float64)
-    if np.std(c) < 1e-9:
-        return out
-    for mode, prof in ((0, KK_MAJOR), (1, KK_MINOR)):
-        p = np.asarray(prof)
-        for tonic in range(12):
-            out[mode * 12 + tonic] = np.corrcoef(c, np.roll(p, tonic))[0, 1]
-    return out
-
-
-_MAJOR_TRIADS = ((0, "maj", 1.0), (5, "maj", 0.6), (7, "maj", 0.6), (9, "min", 0.4),
-                 (2, "min", 0.3), (4, "min", 0.3))
-_MINOR_TRIADS = ((0, "min", 1.0), (5, "min", 0.6), (7, "min", 0.4), (7, "maj", 0.5),
-                 (3, "maj", 0.4), (8, "maj", 0.4), (10, "maj", 0.4))
-
-
-def chord_key_scores(chords: tuple[Chord, ...]) -> np.ndarray:
-    """How well a chord sequence fits each key ``(24,)``: duration-weighted triad weights
-    (tonic 1.0, subdominant/dominant ~0.5, other diatonic triads less), mean-centred."""
-    total = sum(c.end_s - c.start_s for c in chords if c.label != NO_CHORD)
-    out = np.zeros(24)
-    if total <= 0:
-        return out
-    for k in range(24):
-        tonic, mode = k % 12, ("major" if k < 12 else "minor")
-        table = _MAJOR_TRIADS if mode == "major" else _MINOR_TRIADS
-        weights = {((tonic + off) % 12) + (12 if q == "min" else 0): w for off, q, w in table}
-        out[k] = sum(weights.get(chord_index(c.label), 0.0) * (c.end_s - c.start_s)
-                     for c in chords if c.label != NO_CHORD) / total
-    return out - out.mean()
-
-
 def resolve_key(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-                chords: tuple[Chord, ...], cfg: ConsensusConfig) -> tuple[str, float, str]:
-    """``(label, confidence, note)`` from the fused 24-key evidence."""
-    logit = np.zeros(24)
-    parts = []
-    if madmom is not None and len(madmom.key.probabilities) == 24:
-        p = np.clip(np.asarray(madmom.key.probabilities), 1e-6, 1.0)
-        logit += cfg.key_w_madmom * np.log(p)
-        parts.append(f"madmom={madmom.key.label}({madmom.key.confidence:.2f})")
-    if essentia is not None and essentia.key.label:
-        logit[key_index(essentia.key.label)] += cfg.key_w_essentia * essentia.key.strength
-        parts.append(f"essentia={essentia.key.label}({essentia.key.strength:.2f})")
-        prof = profile_scores(essentia.chroma)
-        logit += cfg.key_w_profile * prof
-    if chords:
-        logit += cfg.key_w_chords * chord_key_scores(chords)
-    if not parts:
-        return "", 0.0, "key: no evidence"
-    post = np.exp(logit - logit.max())
-    post /= post.sum()
-    best = int(np.argmax(post))
-    return KEYS[best], float(post[best]), "key: " + ", ".join(parts) + f" -> {KEYS[best]}"
+                chords: tuple[Chord, ...], params: FusionParams) -> tuple[str, float, str]:
+    """``(label, calibrated confidence, note)`` from the fitted 24-key fusion."""
+    return fuse_key(madmom, essentia, chords, params)
 
 
 # --------------------------------------------------------------------------- chords
@@ -336,7 +196,10 @@ def merge_repeats(chords: tuple[Chord, ...] | list[Chord]) -> tuple[Chord, ...]:
 
 
 def resolve_chords(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-                   cfg: ConsensusConfig) -> tuple[tuple[Chord, ...], float, str]:
+                   cfg: ConsensusConfig, params: FusionParams
+                   ) -> tuple[tuple[Chord, ...], float, str]:
+    """``(chords, calibrated confidence, note)``: madmom's segments, N over loud music filled
+    from a confident essentia."""
     if madmom is None:
         if essentia is None:
             return (), 0.0, "chords: none"
@@ -360,9 +223,9 @@ def resolve_chords(madmom: BackendAnalysis | None, essentia: BackendAnalysis | N
         chords = list(merge_repeats(filled))
     agree = chord_agreement(tuple(chords), essentia.chord_frames, essentia.chord_fps) \
         if essentia is not None else 0.0
-    conf = 0.5 * madmom.chords_confidence + 0.5 * agree if essentia is not None \
-        else madmom.chords_confidence
-    return tuple(chords), float(conf), note + f" (agreement {agree:.2f})"
+    conf = calibrated(chord_conf_features(madmom.chords_confidence, agree), params.chord_conf)
+    return tuple(chords), conf, note + f" (CRF {madmom.chords_confidence:.2f}, agreement " \
+        f"{agree:.2f}, calibrated {conf:.2f})"
 
 
 # --------------------------------------------------------------------------- results
@@ -389,13 +252,18 @@ def from_single(result: BackendAnalysis, rms_dbfs: float) -> ClipAnalysis:
 
 
 def combine(madmom: BackendAnalysis, essentia: BackendAnalysis, rms_dbfs: float = 0.0,
-            cfg: ConsensusConfig | None = None) -> ClipAnalysis:
-    """The consensus annotation of one window from both backends' answers."""
+            cfg: ConsensusConfig | None = None, params: FusionParams | None = None
+            ) -> ClipAnalysis:
+    """The consensus annotation of one window from both backends' answers. ``params``
+    overrides the fitted fusion ``cfg`` names (cross-validation fits one per fold)."""
     cfg = cfg or ConsensusConfig()
-    bpm, tempo_conf, tempo_note = resolve_tempo(madmom, essentia, cfg)
-    beats, meter, meter_conf, beats_note = resolve_beats(madmom, essentia, bpm, cfg)
-    chords, chords_conf, chords_note = resolve_chords(madmom, essentia, cfg)
-    key, key_conf, key_note = resolve_key(madmom, essentia, chords, cfg)
+    params = params or cfg.params()
+    bpm, tempo_conf, tempo_note = resolve_tempo(madmom, essentia, params)
+    beats, meter, meter_p, beats_note = resolve_beats(madmom, essentia, bpm, cfg)
+    meter_conf = (calibrated(meter_conf_features(meter_p, madmom.beats_confidence),
+                             params.meter_conf) if meter else 0.0)
+    chords, chords_conf, chords_note = resolve_chords(madmom, essentia, cfg, params)
+    key, key_conf, key_note = resolve_key(madmom, essentia, chords, params)
     return ClipAnalysis(
         backend="consensus", duration_s=madmom.duration_s, tempo_bpm=bpm,
         tempo_confidence=tempo_conf, beats=beats,

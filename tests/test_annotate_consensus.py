@@ -1,4 +1,5 @@
-"""Consensus rules (annotate/consensus.py) on hand-made backend answers: no models."""
+"""Consensus rules (annotate/consensus.py) on hand-made backend answers: no models. Key and
+tempo go through the committed fitted fusion (annotate/fusion_params.json)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,17 @@ from annotate.consensus import (
     resolve_tempo,
     silent_analysis,
 )
+from dataclasses import replace
+
+from annotate.fusion import FusionParams, load_params
 from annotate.labels import KEYS, key_index
 from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
 from llark.errors import ConfigError
 
 CFG = ConsensusConfig()
+PARAMS = load_params()
 DUR = 24.0
+PROFILES = ("edma", "bgate", "temperley", "krumhansl", "shaath")
 
 
 def grid(bpm: float, meter: int = 4, start: float = 0.5, numbered: bool = True
@@ -63,7 +69,8 @@ def essentia(bpm: float = 120.0, conf: float = 0.8, key: str = "C major", streng
         beats=grid(bpm, numbered=False, start=0.52), meter=0, meter_confidence=0.0,
         key=KeyEstimate(key, strength, (), strength), chords=(Chord(0.0, DUR, "C:maj"),),
         chords_confidence=chords_conf, beats_confidence=conf, chroma=chroma,
-        chord_frames=frames, chord_fps=10.0 if frames else 0.0)
+        chord_frames=frames, chord_fps=10.0 if frames else 0.0,
+        key_profiles=tuple((p, key, strength) for p in PROFILES))
 
 
 # --------------------------------------------------------------------------- tempo
@@ -74,33 +81,44 @@ def test_grid_tempo_is_the_median_interval() -> None:
 
 
 def test_agreeing_backends_give_their_tempo_with_high_confidence() -> None:
-    bpm, conf, _ = resolve_tempo(madmom(), essentia(121.0), CFG)
+    bpm, conf, _ = resolve_tempo(madmom(), essentia(121.0), PARAMS)
     assert bpm == pytest.approx(120.5, abs=0.6)
     assert conf > 0.8
 
 
-def test_madmom_histogram_octave_error_is_outvoted_by_both_beat_grids() -> None:
-    # madmom's histogram prefers half tempo (its typical error); its own DBN grid and
-    # essentia agree on 122 BPM.
+def _only(**weights: float) -> FusionParams:
+    """Hand-made fusion parameters: the named tempo features weigh, nothing else (tests of the
+    mechanism, independent of what the committed fit learnt)."""
+    from annotate.fusion import TEMPO_FEATURES
+
+    return replace(FusionParams.neutral(),
+                   tempo_weights=tuple(weights.get(n, 0.0) for n in TEMPO_FEATURES))
+
+
+def test_the_tempo_follows_the_evidence_the_weights_trust() -> None:
+    # madmom's histogram prefers half tempo; its DBN grid and essentia say 122 BPM.
     m = madmom(bpm_grid=122.0, hist=((61.0, 0.45), (122.0, 0.3)))
-    bpm, conf, note = resolve_tempo(m, essentia(122.0), CFG)
-    assert bpm == pytest.approx(122.0, rel=0.02)
-    assert "madmom_hist=61.0" in note
-    assert 0.0 < conf < 1.0
+    e = essentia(122.0)
+    bpm, _, note = resolve_tempo(m, e, _only(madmom_grid=2.0, essentia=2.0))
+    assert bpm == pytest.approx(122.0, rel=0.02) and "madmom_hist=61.0" in note
+    assert resolve_tempo(m, e, _only(madmom_top=3.0))[0] == pytest.approx(61.0, rel=0.02)
+    # an octave no tracker reported can win, through its relation to madmom's bar model
+    m = madmom(bpm_grid=100.0, hist=((50.0, 0.45), (100.0, 0.3)))
+    bpm, _, _ = resolve_tempo(m, essentia(100.0), _only(double_of_grid_m4=3.0))
+    assert bpm == pytest.approx(200.0, rel=0.01)
 
 
-def test_essentia_double_tempo_is_outvoted_by_madmom_grid_and_histogram() -> None:
+def test_the_fitted_fusion_keeps_what_both_trackers_agree_on() -> None:
     m = madmom(bpm_grid=70.0, hist=((70.0, 0.5), (140.0, 0.2)), meter=3)
-    bpm, _, _ = resolve_tempo(m, essentia(140.5, conf=0.6), CFG)
+    bpm, _, _ = resolve_tempo(m, essentia(70.5, conf=0.6), PARAMS)
     assert bpm == pytest.approx(70.0, rel=0.02)
 
 
-def test_unconfident_essentia_counts_less() -> None:
-    # Same disagreement; essentia at confidence 0 must not win against a weak madmom.
+def test_disagreeing_trackers_give_a_lower_tempo_confidence() -> None:
     m = madmom(bpm_grid=70.0, hist=((70.0, 0.2), (107.0, 0.2)), beats_conf=0.2)
-    assert resolve_tempo(m, essentia(133.0, conf=0.0), CFG)[0] == pytest.approx(70.0, rel=0.02)
-    # ... while a confident essentia does win.
-    assert resolve_tempo(m, essentia(133.0, conf=1.0), CFG)[0] == pytest.approx(133.0, rel=0.02)
+    _, conf_split, _ = resolve_tempo(m, essentia(133.0, conf=0.3), PARAMS)
+    _, conf_agree, _ = resolve_tempo(madmom(), essentia(120.0), PARAMS)
+    assert conf_split < conf_agree
 
 
 def test_no_tempo_evidence_gives_zero() -> None:
@@ -108,7 +126,7 @@ def test_no_tempo_evidence_gives_zero() -> None:
                         KeyEstimate("", 0.0), (), 0.0)
     e = BackendAnalysis("essentia", DUR, TempoEstimate(0.0, 0.0), (), 0, 0.0,
                         KeyEstimate("", 0.0), (), 0.0)
-    assert resolve_tempo(m, e, CFG)[:2] == (0.0, 0.0)
+    assert resolve_tempo(m, e, PARAMS)[:2] == (0.0, 0.0)
 
 
 # --------------------------------------------------------------------------- beats
@@ -161,12 +179,10 @@ def test_meter_at_another_beat_level(meter: int, ratio: float, want: int) -> Non
 
 
 def test_a_waltz_tracked_in_duple_gets_bars_of_three() -> None:
-    # madmom: 4/4 at 75 BPM (two bars of 3/4 at 112.5 per "bar"); essentia: 112.5 BPM
+    # madmom: 4/4 at 75 BPM (two bars of 3/4 at 112.5 per "bar"); the tempo is 112.5 BPM
     m = madmom(bpm_grid=75.0, hist=((75.0, 0.3), (112.5, 0.1)), beats_conf=0.2)
     e = essentia(112.5, conf=0.5)
-    bpm, _, _ = resolve_tempo(m, e, CFG)
-    assert bpm == pytest.approx(112.5, rel=0.02)
-    beats, meter, _, note = resolve_beats(m, e, bpm, CFG)
+    beats, meter, _, note = resolve_beats(m, e, 112.5, CFG)
     assert meter == 3 and "essentia" in note
     assert {b.beat_number for b in beats} == {1, 2, 3}
 
@@ -199,20 +215,20 @@ def test_key_fusion_overrules_a_confident_but_lone_madmom() -> None:
               Chord(12, 18, "A:min"))
     m = madmom(key="C major", key_p=0.9, chords=chords)
     e = essentia(key="A minor", strength=0.8, chroma=tuple(a_minor))
-    label, conf, note = resolve_key(m, e, chords, CFG)
+    label, conf, note = resolve_key(m, e, chords, PARAMS)
     assert label == "A minor"
     assert 0.0 < conf <= 1.0
-    assert "madmom=C major" in note and "essentia=A minor" in note
+    assert "madmom=C major" in note and "shaath=A minor" in note
 
 
 def test_key_fusion_keeps_an_agreed_key_confident() -> None:
     label, conf, _ = resolve_key(madmom(key="G major"), essentia(key="G major"),
-                                 (Chord(0, 12, "G:maj"), Chord(12, 24, "C:maj")), CFG)
+                                 (Chord(0, 12, "G:maj"), Chord(12, 24, "C:maj")), PARAMS)
     assert label == "G major" and conf > 0.5
 
 
 def test_key_without_evidence_is_empty() -> None:
-    assert resolve_key(None, None, (), CFG)[:2] == ("", 0.0)
+    assert resolve_key(None, None, (), PARAMS)[:2] == ("", 0.0)
 
 
 # --------------------------------------------------------------------------- chords
@@ -221,9 +237,9 @@ def test_chords_follow_madmom_with_agreement_confidence() -> None:
     m = madmom()
     agree = ("C:maj",) * 120 + ("G:maj",) * 120            # 24 s at 10 fps
     disagree = ("D:min",) * 240
-    chords, conf_hi, _ = resolve_chords(m, essentia(frames=agree), CFG)
+    chords, conf_hi, _ = resolve_chords(m, essentia(frames=agree), CFG, PARAMS)
     assert chords == m.chords
-    _, conf_lo, _ = resolve_chords(m, essentia(frames=disagree), CFG)
+    _, conf_lo, _ = resolve_chords(m, essentia(frames=disagree), CFG, PARAMS)
     assert chord_agreement(m.chords, agree, 10.0) == 1.0
     assert chord_agreement(m.chords, disagree, 10.0) == 0.0
     assert conf_hi > conf_lo
@@ -232,10 +248,10 @@ def test_chords_follow_madmom_with_agreement_confidence() -> None:
 def test_madmom_no_chord_over_music_is_filled_by_a_confident_essentia() -> None:
     m = madmom(chords=(Chord(0.0, 4.0, "N"), Chord(4.0, DUR, "C:maj")))
     frames = ("F:maj",) * 40 + ("C:maj",) * 200
-    chords, _, note = resolve_chords(m, essentia(frames=frames, chords_conf=0.9), CFG)
+    chords, _, note = resolve_chords(m, essentia(frames=frames, chords_conf=0.9), CFG, PARAMS)
     assert chords[0] == Chord(0.0, 4.0, "F:maj") and "filled" in note
     # an unconfident essentia leaves madmom's N alone
-    chords, _, _ = resolve_chords(m, essentia(frames=frames, chords_conf=0.2), CFG)
+    chords, _, _ = resolve_chords(m, essentia(frames=frames, chords_conf=0.2), CFG, PARAMS)
     assert chords[0].label == "N"
 
 
@@ -277,8 +293,8 @@ def test_rms_dbfs() -> None:
     assert rms_dbfs(np.zeros(0, np.float32)) == -200.0
 
 
-@pytest.mark.parametrize("bad", [dict(tempo_tolerance=0.0), dict(tempo_min_bpm=300.0),
-                                 dict(key_w_chords=-1.0), dict(confidence_floor=2.0)])
+@pytest.mark.parametrize("bad", [dict(tempo_tolerance=0.0), dict(tempo_tolerance=0.6),
+                                 dict(chord_fill_strength=2.0)])
 def test_consensus_config_validation(bad: dict) -> None:
     with pytest.raises(ConfigError):
         ConsensusConfig(**bad)

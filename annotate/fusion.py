@@ -1,0 +1,479 @@
+"""The fitted fusion: key and tempo from both backends' evidence, confidences that are
+probabilities. Pure numpy; the parameters are a small JSON file written by
+``python -m benchmarks.fit_fusion`` from the real-music development set
+(``benchmarks/devset.py``) and committed as :data:`DEFAULT_PARAMS_PATH`.
+
+**Key.** Every one of the 24 keys gets a feature vector (:func:`key_features`,
+:data:`KEY_FEATURES`): madmom's CNN log-probability, one indicator per essentia key profile
+(``edma``, ``bgate``, ``temperley``, ``krumhansl``, ``shaath``) scaled by that profile's
+strength, the Krumhansl–Kessler correlation of essentia's mean HPCP, and the fit of madmom's
+chords to the key's diatonic triads. The posterior is a conditional logit,
+``P(k) ∝ exp(w · f(k))``, with ``w`` fitted by maximum likelihood (cross-validated over
+pieces). The reported confidence is a second, logistic calibration
+(:func:`calibrated`) of the winner's posterior together with how tonal and musical the clip
+sounds (:func:`key_conf_features`: how many profiles agree, madmom's probability, the mean
+profile strength, the flatness of the HPCP, the share of time with a chord, the beat
+activation); it is fitted to
+"the key is exactly right" on music and to "wrong" on non-music, so noise and speech get a
+low key confidence.
+
+**Tempo.** Candidates are every tempo either tracker reports (madmom's DBN beat grid and
+tempo-histogram peaks, essentia's tempo and beat grid) and their ×2 / ×½ octaves
+(:func:`tempo_candidates`). Each candidate's features (:data:`TEMPO_FEATURES`) are the
+evidence that supports it (within 4 %), whether it is madmom's own answer (the histogram's top
+peak), the share of essentia's other per-method estimates that agree, and its octave relation to madmom's bar-model beat level, per meter: no absolute tempo
+prior. A conditional logit over the candidates picks the
+octave; the answer is the weighted mean of the agreeing evidence, and its confidence is a
+logistic calibration of the winner's posterior.
+
+**Meter and chords.** The meter is madmom's bar model; its confidence is a logistic
+calibration of madmom's meter probability. The chord confidence is a logistic calibration
+of the CRF posterior and the share of essentia's frames that agree, fitted to the clip's
+major/minor chord overlap.
+
+Calibration helpers (:func:`fit_logistic`, :func:`ece`, :func:`reliability`) live here too so
+the fit script and the tests share one implementation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from annotate.labels import KEYS, NO_CHORD, chord_index
+from annotate.types import BackendAnalysis, BeatTime, Chord
+from llark.errors import ConfigError
+
+DEFAULT_PARAMS_PATH = Path(__file__).with_name("fusion_params.json")
+PARAMS_VERSION = 1
+#: Profiles read from essentia (same order as the features).
+KEY_PROFILE_FEATURES = ("edma", "bgate", "temperley", "krumhansl", "shaath")
+KEY_FEATURES = ("madmom_logp",) + tuple(f"essentia_{p}" for p in KEY_PROFILE_FEATURES) + (
+    "hpcp_kk", "chord_fit")
+KEY_CONF_FEATURES = ("logit_posterior", "profiles_agree", "madmom_p", "madmom_log_max_p",
+                     "mean_strength", "chroma_mean", "chord_coverage", "beat_strength", "bias")
+TEMPO_FEATURES = (
+    "madmom_grid", "madmom_hist", "essentia", "essentia_grid", "madmom_top", "essentia_votes",
+    "is_grid_level", "is_grid_level_m3", "half_of_grid_m3", "half_of_grid_m4", "double_of_grid_m3",
+    "double_of_grid_m4", "no_direct_support")
+TEMPO_CONF_FEATURES = ("logit_posterior", "agree_share", "bias")
+METER_CONF_FEATURES = ("logit_meter_p", "madmom_beats_conf", "bias")
+CHORD_CONF_FEATURES = ("logit_crf", "essentia_agreement", "bias")
+TEMPO_TOLERANCE = 0.04
+TEMPO_RANGE_BPM = (40.0, 240.0)
+
+# Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
+KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+_MAJOR_TRIADS = ((0, "maj", 1.0), (5, "maj", 0.6), (7, "maj", 0.6), (9, "min", 0.4),
+                 (2, "min", 0.3), (4, "min", 0.3))
+_MINOR_TRIADS = ((0, "min", 1.0), (5, "min", 0.6), (7, "min", 0.4), (7, "maj", 0.5),
+                 (3, "maj", 0.4), (8, "maj", 0.4), (10, "maj", 0.4))
+
+
+# --------------------------------------------------------------------------- parameters
+
+@dataclass(frozen=True)
+class FusionParams:
+    """Fitted weights (one per feature name of the same position)."""
+
+    key_weights: tuple[float, ...]        # KEY_FEATURES
+    key_conf: tuple[float, ...]           # KEY_CONF_FEATURES
+    tempo_weights: tuple[float, ...]      # TEMPO_FEATURES
+    tempo_conf: tuple[float, ...]         # TEMPO_CONF_FEATURES
+    meter_conf: tuple[float, ...]         # METER_CONF_FEATURES
+    chord_conf: tuple[float, ...]         # CHORD_CONF_FEATURES
+    meta: tuple[tuple[str, str], ...] = ()   # provenance (what it was fitted on, when)
+
+    def __post_init__(self) -> None:
+        for name, names in (("key_weights", KEY_FEATURES), ("key_conf", KEY_CONF_FEATURES),
+                            ("tempo_weights", TEMPO_FEATURES),
+                            ("tempo_conf", TEMPO_CONF_FEATURES),
+                            ("meter_conf", METER_CONF_FEATURES),
+                            ("chord_conf", CHORD_CONF_FEATURES)):
+            got = getattr(self, name)
+            if len(got) != len(names):
+                raise ConfigError(f"fusion parameters: {name} needs {len(names)} values "
+                                  f"({', '.join(names)}), got {len(got)}")
+            if not all(math.isfinite(v) for v in got):
+                raise ConfigError(f"fusion parameters: {name} holds a non-finite value")
+
+    @classmethod
+    def neutral(cls) -> "FusionParams":
+        """All weights zero (every key equally likely, every confidence 0.5): the starting
+        point of a fit, never a default for users."""
+        return cls(key_weights=(0.0,) * len(KEY_FEATURES),
+                   key_conf=(0.0,) * len(KEY_CONF_FEATURES),
+                   tempo_weights=(0.0,) * len(TEMPO_FEATURES),
+                   tempo_conf=(0.0,) * len(TEMPO_CONF_FEATURES),
+                   meter_conf=(0.0,) * len(METER_CONF_FEATURES),
+                   chord_conf=(0.0,) * len(CHORD_CONF_FEATURES))
+
+    def to_dict(self) -> dict[str, Any]:
+        named = {
+            "key_weights": dict(zip(KEY_FEATURES, self.key_weights)),
+            "key_conf": dict(zip(KEY_CONF_FEATURES, self.key_conf)),
+            "tempo_weights": dict(zip(TEMPO_FEATURES, self.tempo_weights)),
+            "tempo_conf": dict(zip(TEMPO_CONF_FEATURES, self.tempo_conf)),
+            "meter_conf": dict(zip(METER_CONF_FEATURES, self.meter_conf)),
+            "chord_conf": dict(zip(CHORD_CONF_FEATURES, self.chord_conf)),
+        }
+        return {"version": PARAMS_VERSION,
+                **{k: {n: round(float(v), 6) for n, v in d.items()} for k, d in named.items()},
+                "meta": dict(self.meta)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FusionParams":
+        if d.get("version") != PARAMS_VERSION:
+            raise ConfigError(f"fusion parameters version {d.get('version')!r}, this code "
+                              f"reads {PARAMS_VERSION}: refit with python -m benchmarks.fit_fusion")
+
+        def vec(field: str, names: Sequence[str]) -> tuple[float, ...]:
+            got = d.get(field)
+            if not isinstance(got, dict) or set(got) != set(names):
+                raise ConfigError(f"fusion parameters: {field} must name exactly "
+                                  f"{', '.join(names)}; got {sorted(got or ())}")
+            return tuple(float(got[n]) for n in names)
+
+        return cls(key_weights=vec("key_weights", KEY_FEATURES),
+                   key_conf=vec("key_conf", KEY_CONF_FEATURES),
+                   tempo_weights=vec("tempo_weights", TEMPO_FEATURES),
+                   tempo_conf=vec("tempo_conf", TEMPO_CONF_FEATURES),
+                   meter_conf=vec("meter_conf", METER_CONF_FEATURES),
+                   chord_conf=vec("chord_conf", CHORD_CONF_FEATURES),
+                   meta=tuple(sorted((str(k), str(v)) for k, v in d.get("meta", {}).items())))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
+
+
+@functools.lru_cache(maxsize=8)
+def load_params(path: str = str(DEFAULT_PARAMS_PATH)) -> FusionParams:
+    """The fitted parameters at ``path`` (read once per process)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"fusion parameters {p} are missing: fit them with "
+                          "python -m benchmarks.fit_fusion")
+    return FusionParams.from_dict(json.loads(p.read_text()))
+
+
+# --------------------------------------------------------------------------- calibration math
+
+def sigmoid(z: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
+
+
+def logit(p: np.ndarray | float, eps: float = 1e-4) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), eps, 1.0 - eps)
+    return np.log(q / (1.0 - q))
+
+
+def calibrated(features: Sequence[float], weights: Sequence[float]) -> float:
+    """A calibrated probability: ``sigmoid(weights · features)``."""
+    return float(sigmoid(float(np.dot(features, weights))))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Weights ``w`` of ``P(y=1|x) = sigmoid(x · w)`` by penalised maximum likelihood.
+
+    ``x`` is ``(n, d)`` (include a constant column for a bias); ``y`` in [0, 1] may be soft
+    (a fraction correct). The L2 penalty ``l2 · |w|²`` is per sample (scale-free in n)."""
+    from scipy.optimize import minimize
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    sw = sw / sw.sum()
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ w
+        # log(1 + e^z) - y z, stable
+        nll = np.sum(sw * (np.logaddexp(0.0, z) - y * z)) + l2 * np.dot(w, w)
+        grad = x.T @ (sw * (sigmoid(z) - y)) + 2.0 * l2 * w
+        return float(nll), grad
+
+    res = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B")
+    return np.asarray(res.x)
+
+
+def fit_conditional_logit(features: list[np.ndarray], targets: list[np.ndarray],
+                          l2: float = 1e-2) -> np.ndarray:
+    """Weights ``w`` of ``P(option i) ∝ exp(f_i · w)`` over per-item option sets.
+
+    ``features[j]`` is ``(options_j, d)``; ``targets[j]`` is a boolean mask of the options
+    that are right (the likelihood is the total probability of the right ones)."""
+    from scipy.optimize import minimize
+
+    d = features[0].shape[1]
+    n = len(features)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, np.zeros(d)
+        for f, t in zip(features, targets):
+            z = f @ w
+            zmax = z.max()
+            p = np.exp(z - zmax)
+            p /= p.sum()
+            pt = p[t].sum()
+            total -= math.log(max(pt, 1e-300))
+            # d/dw -log sum_t p = E_p[f] - E_{p|t}[f]
+            grad += p @ f - (p[t] @ f[t]) / max(pt, 1e-300)
+        total = total / n + l2 * float(np.dot(w, w))
+        return total, grad / n + 2.0 * l2 * w
+
+    res = minimize(loss, np.zeros(d), jac=True, method="L-BFGS-B")
+    return np.asarray(res.x)
+
+
+def reliability(confidence: Sequence[float], correct: Sequence[float], bins: int = 10
+                ) -> list[tuple[float, float, int, float, float]]:
+    """Rows ``(lo, hi, count, mean confidence, accuracy)`` over equal-width bins of [0, 1]
+    (the last bin includes 1.0); empty bins are left out."""
+    c = np.asarray(confidence, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    idx = np.minimum((c * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            rows.append((b / bins, (b + 1) / bins, int(m.sum()), float(c[m].mean()),
+                         float(y[m].mean())))
+    return rows
+
+
+def ece(confidence: Sequence[float], correct: Sequence[float], bins: int = 10) -> float:
+    """Expected calibration error: the count-weighted mean |accuracy − confidence| over
+    :func:`reliability`'s bins (0 for a perfectly calibrated predictor)."""
+    rows = reliability(confidence, correct, bins)
+    n = sum(r[2] for r in rows)
+    return float(sum(r[2] * abs(r[4] - r[3]) for r in rows) / n) if n else 0.0
+
+
+# --------------------------------------------------------------------------- key
+
+def profile_scores(chroma: Sequence[float]) -> np.ndarray:
+    """Pearson correlation of a C-based 12-bin chroma with the 24 rotated KK profiles
+    (``(24,)`` in :data:`KEYS` order); zeros when the chroma is flat or missing."""
+    out = np.zeros(24)
+    if len(chroma) != 12:
+        return out
+    c = np.asarray(chroma, dtype=np.float64)
+    if np.std(c) < 1e-9:
+        return out
+    for mode, prof in ((0, KK_MAJOR), (1, KK_MINOR)):
+        p = np.asarray(prof)
+        for tonic in range(12):
+            out[mode * 12 + tonic] = np.corrcoef(c, np.roll(p, tonic))[0, 1]
+    return out
+
+
+def chord_key_scores(chords: Sequence[Chord]) -> np.ndarray:
+    """How well a chord sequence fits each key ``(24,)``: duration-weighted triad weights
+    (tonic 1.0, subdominant/dominant ~0.5, other diatonic triads less), mean-centred."""
+    timed = [(chord_index(c.label), c.end_s - c.start_s) for c in chords if c.label != NO_CHORD]
+    total = sum(d for _, d in timed)
+    out = np.zeros(24)
+    if total <= 0:
+        return out
+    for k in range(24):
+        tonic = k % 12
+        table = _MAJOR_TRIADS if k < 12 else _MINOR_TRIADS
+        weights = {((tonic + off) % 12) + (12 if q == "min" else 0): w for off, q, w in table}
+        out[k] = sum(weights.get(i, 0.0) * d for i, d in timed) / total
+    return out - out.mean()
+
+
+def key_features(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
+                 chords: Sequence[Chord]) -> np.ndarray:
+    """``(24, len(KEY_FEATURES))``: the evidence for each key (zeros where a backend is
+    missing)."""
+    from annotate.labels import key_index
+
+    f = np.zeros((24, len(KEY_FEATURES)))
+    if madmom is not None and len(madmom.key.probabilities) == 24:
+        p = np.clip(np.asarray(madmom.key.probabilities, dtype=np.float64), 1e-4, 1.0)
+        f[:, 0] = np.log(p) - np.log(p).mean()
+    if essentia is not None:
+        found = {prof: (label, strength) for prof, label, strength in essentia.key_profiles}
+        for j, prof in enumerate(KEY_PROFILE_FEATURES):
+            if prof in found and found[prof][0]:
+                f[key_index(found[prof][0]), 1 + j] = float(np.clip(found[prof][1], 0, 1))
+        f[:, 1 + len(KEY_PROFILE_FEATURES)] = profile_scores(essentia.chroma)
+    f[:, -1] = chord_key_scores(chords)
+    return f
+
+
+def key_posterior(features: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    z = features @ np.asarray(weights, dtype=np.float64)
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+def key_conf_features(posterior: np.ndarray, best: int, features: np.ndarray,
+                      madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
+                      chords: Sequence[Chord]) -> np.ndarray:
+    """The inputs of the key confidence (:data:`KEY_CONF_FEATURES`): the winner's posterior
+    and how tonal and musical the clip is: the share of essentia's profiles that name the
+    winner, madmom's probability of it and of its own favourite (log: low when the CNN
+    hears no key), the profiles' mean strength, the mean of the
+    max-normalised HPCP (flat for noise), the share of time with a chord, madmom's beat
+    activation at its beats."""
+    n_prof = len(KEY_PROFILE_FEATURES)
+    agree = float(np.count_nonzero(features[best, 1:1 + n_prof] > 0)) / n_prof
+    has_madmom = madmom is not None and len(madmom.key.probabilities) == 24
+    madmom_p = float(madmom.key.probabilities[best]) if has_madmom else 0.0
+    log_max_p = float(np.log(max(max(madmom.key.probabilities), 1e-4))) if has_madmom \
+        else float(np.log(1.0 / 24))
+    strengths = [s for _, _, s in essentia.key_profiles] if essentia is not None else []
+    mean_strength = float(np.mean(strengths)) if strengths else 0.0
+    chroma_mean = (float(np.mean(essentia.chroma)) if essentia is not None and essentia.chroma
+                   else 1.0)
+    total = sum(c.end_s - c.start_s for c in chords)
+    voiced = sum(c.end_s - c.start_s for c in chords if c.label != NO_CHORD)
+    coverage = voiced / total if total > 0 else 0.0
+    beat_strength = float(madmom.beats_confidence) if madmom is not None else 0.0
+    return np.array([float(logit(posterior[best])), agree, madmom_p, log_max_p, mean_strength,
+                     chroma_mean, coverage, beat_strength, 1.0])
+
+
+def fuse_key(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
+             chords: Sequence[Chord], params: FusionParams) -> tuple[str, float, str]:
+    """``(key, calibrated confidence, note)``; ``("", 0, ...)`` without evidence."""
+    f = key_features(madmom, essentia, chords)
+    if not np.any(f):
+        return "", 0.0, "key: no evidence"
+    post = key_posterior(f, params.key_weights)
+    best = int(np.argmax(post))
+    conf = calibrated(key_conf_features(post, best, f, madmom, essentia, chords),
+                      params.key_conf)
+    parts = []
+    if madmom is not None and madmom.key.label:
+        parts.append(f"madmom={madmom.key.label}({madmom.key.confidence:.2f})")
+    if essentia is not None:
+        parts += [f"{p}={k}({s:.2f})" for p, k, s in essentia.key_profiles]
+    return KEYS[best], conf, (f"key: {', '.join(parts)} -> {KEYS[best]} "
+                              f"(posterior {post[best]:.2f}, calibrated {conf:.2f})")
+
+
+# --------------------------------------------------------------------------- tempo
+
+def rel_diff(a: float, b: float) -> float:
+    """|a - b| / b (inf when b is 0)."""
+    return abs(a - b) / b if b > 0 else math.inf
+
+
+def grid_tempo(beats: Sequence[BeatTime]) -> float:
+    """60 / median inter-beat interval; 0.0 with fewer than 3 beats."""
+    if len(beats) < 3:
+        return 0.0
+    ibi = np.diff([b.time_s for b in beats])
+    ibi = ibi[ibi > 0]
+    return float(60.0 / np.median(ibi)) if ibi.size else 0.0
+
+
+@dataclass(frozen=True)
+class TempoEvidence:
+    """A tempo one backend reports, its kind (one of the first four TEMPO_FEATURES) and
+    its strength in [0, 1]."""
+
+    bpm: float
+    strength: float
+    source: str
+
+
+def tempo_evidence(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None
+                   ) -> list[TempoEvidence]:
+    ev: list[TempoEvidence] = []
+    if madmom is not None:
+        g = grid_tempo(madmom.beats)
+        if g > 0:
+            ev.append(TempoEvidence(g, float(np.clip(madmom.beats_confidence, 0, 1)),
+                                    "madmom_grid"))
+        for bpm, strength in madmom.tempo.candidates:
+            if bpm > 0:
+                ev.append(TempoEvidence(bpm, float(np.clip(strength, 0, 1)), "madmom_hist"))
+    if essentia is not None and essentia.tempo.bpm > 0:
+        conf = float(np.clip(essentia.tempo.confidence, 0, 1))
+        ev.append(TempoEvidence(essentia.tempo.bpm, 0.5 + 0.5 * conf, "essentia"))
+        g = grid_tempo(essentia.beats)
+        if g > 0:
+            ev.append(TempoEvidence(g, 0.5 + 0.5 * conf, "essentia_grid"))
+    return ev
+
+
+def tempo_candidates(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None
+                     ) -> tuple[np.ndarray, np.ndarray, list[TempoEvidence]]:
+    """``(bpm (c,), features (c, len(TEMPO_FEATURES)), evidence)``: every reported tempo
+    and its octaves inside :data:`TEMPO_RANGE_BPM`, merged within the tolerance."""
+    ev = tempo_evidence(madmom, essentia)
+    lo, hi = TEMPO_RANGE_BPM
+    raw = sorted({round(c, 3) for e in ev for c in (e.bpm / 2, e.bpm, e.bpm * 2) if lo <= c <= hi})
+    cands: list[float] = []
+    for c in raw:
+        if not cands or rel_diff(c, cands[-1]) > TEMPO_TOLERANCE:
+            cands.append(c)
+    grid = grid_tempo(madmom.beats) if madmom is not None else 0.0
+    meter = madmom.meter if madmom is not None else 0
+    feats = np.zeros((len(cands), len(TEMPO_FEATURES)))
+    sources = ("madmom_grid", "madmom_hist", "essentia", "essentia_grid")
+    for i, c in enumerate(cands):
+        for e in ev:
+            if rel_diff(c, e.bpm) <= TEMPO_TOLERANCE:
+                j = sources.index(e.source)
+                feats[i, j] = max(feats[i, j], e.strength) if e.source != "madmom_hist" \
+                    else feats[i, j] + e.strength
+        top = madmom.tempo.bpm if madmom is not None else 0.0
+        feats[i, 4] = float(top > 0 and rel_diff(c, top) <= TEMPO_TOLERANCE)
+        if essentia is not None:
+            feats[i, 5] = sum(s for b, s in essentia.tempo.candidates[1:]
+                              if rel_diff(c, b) <= TEMPO_TOLERANCE)
+        if grid > 0:
+            level = rel_diff(c, grid) <= TEMPO_TOLERANCE
+            feats[i, 6] = float(level)
+            feats[i, 7] = float(level and meter == 3)
+            half = rel_diff(c, grid / 2) <= TEMPO_TOLERANCE
+            double = rel_diff(c, grid * 2) <= TEMPO_TOLERANCE
+            feats[i, 8] = float(half and meter == 3)
+            feats[i, 9] = float(half and meter == 4)
+            feats[i, 10] = float(double and meter == 3)
+            feats[i, 11] = float(double and meter == 4)
+        feats[i, 12] = float(not feats[i, :4].any())
+    return np.asarray(cands), feats, ev
+
+
+def fuse_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
+               params: FusionParams) -> tuple[float, float, str]:
+    """``(bpm, calibrated confidence, note)``; ``(0, 0, ...)`` without evidence."""
+    cands, feats, ev = tempo_candidates(madmom, essentia)
+    if not len(cands):
+        return 0.0, 0.0, "tempo: no evidence"
+    z = feats @ np.asarray(params.tempo_weights)
+    post = np.exp(z - z.max())
+    post /= post.sum()
+    best = int(np.argmax(post))
+    c = float(cands[best])
+    agree = [e for e in ev if rel_diff(c, e.bpm) <= TEMPO_TOLERANCE]
+    bpm = (sum(e.bpm * e.strength for e in agree) / sum(e.strength for e in agree)
+           if agree and sum(e.strength for e in agree) > 0 else c)
+    share = sum(e.strength for e in agree) / max(sum(e.strength for e in ev), 1e-9)
+    conf = calibrated([float(logit(post[best])), share, 1.0], params.tempo_conf)
+    note = ("tempo: " + ", ".join(f"{e.source}={e.bpm:.1f}" for e in ev[:8])
+            + f" -> {bpm:.1f} (posterior {post[best]:.2f}, calibrated {conf:.2f})")
+    return float(bpm), conf, note
+
+
+# --------------------------------------------------------------------------- meter, chords
+
+def meter_conf_features(meter_probability: float, beats_confidence: float) -> list[float]:
+    return [float(logit(meter_probability)), float(beats_confidence), 1.0]
+
+
+def chord_conf_features(crf_confidence: float, agreement: float) -> list[float]:
+    return [float(logit(crf_confidence)), float(agreement), 1.0]

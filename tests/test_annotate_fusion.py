@@ -1,0 +1,218 @@
+"""The fitted fusion (annotate/fusion.py): calibration math, the parameter file, and how the
+committed fit behaves on clear and on absent evidence. No models run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from annotate.fusion import (
+    CHORD_CONF_FEATURES,
+    DEFAULT_PARAMS_PATH,
+    KEY_CONF_FEATURES,
+    KEY_FEATURES,
+    TEMPO_FEATURES,
+    FusionParams,
+    calibrated,
+    ece,
+    fit_conditional_logit,
+    fit_logistic,
+    fuse_key,
+    fuse_tempo,
+    key_features,
+    load_params,
+    reliability,
+    sigmoid,
+    tempo_candidates,
+)
+from annotate.labels import KEYS, key_index
+from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
+from llark.errors import ConfigError
+
+DUR = 24.0
+
+
+# --------------------------------------------------------------------------- calibration math
+
+def test_fit_logistic_recovers_known_weights() -> None:
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(size=(6000, 2)), np.ones(6000)]
+    w = np.array([1.5, -0.8, 0.3])
+    y = (rng.random(6000) < sigmoid(x @ w)).astype(float)
+    got = fit_logistic(x, y, l2=0.0)
+    assert np.allclose(got, w, atol=0.15)
+
+
+def test_fit_logistic_takes_soft_targets_and_weights() -> None:
+    # a constant feature fitted to a fraction: the calibrated probability is that fraction
+    x = np.ones((10, 1))
+    assert calibrated([1.0], fit_logistic(x, np.full(10, 0.7), l2=0.0)) == pytest.approx(0.7, 1e-3)
+    # sample weights: 3 wrong clips weighing 3 each against 9 right ones -> 0.5
+    y = np.r_[np.ones(9), np.zeros(3)]
+    sw = np.r_[np.ones(9), np.full(3, 3.0)]
+    assert calibrated([1.0], fit_logistic(np.ones((12, 1)), y, l2=0.0, sample_weight=sw)) == \
+        pytest.approx(0.5, 1e-3)
+
+
+def test_ece_is_near_zero_when_calibrated_and_large_when_overconfident() -> None:
+    rng = np.random.default_rng(1)
+    conf = rng.random(20000)
+    right = (rng.random(20000) < conf).astype(float)
+    assert ece(conf, right) < 0.02
+    over = np.full(1000, 0.95)
+    hits = np.r_[np.ones(600), np.zeros(400)]
+    assert ece(over, hits) == pytest.approx(0.35, abs=1e-9)
+    assert ece([], []) == 0.0
+
+
+def test_reliability_bins() -> None:
+    rows = reliability([0.05, 0.15, 0.15, 1.0, 0.99], [0, 1, 0, 1, 0])
+    assert rows == [(0.0, 0.1, 1, 0.05, 0.0), (0.1, 0.2, 2, 0.15, 0.5),
+                    (0.9, 1.0, 2, pytest.approx(0.995), 0.5)]
+    assert sum(r[2] for r in rows) == 5
+
+
+def test_conditional_logit_learns_which_feature_marks_the_right_option() -> None:
+    rng = np.random.default_rng(2)
+    feats, targets = [], []
+    for _ in range(300):
+        f = rng.normal(size=(5, 2))
+        right = int(np.argmax(f[:, 0] + 0.3 * rng.normal(size=5)))   # feature 0 is the evidence
+        t = np.zeros(5, bool)
+        t[right] = True
+        feats.append(f)
+        targets.append(t)
+    w = fit_conditional_logit(feats, targets, l2=1e-3)
+    assert w[0] > 2.0 and abs(w[1]) < 0.5
+
+
+# --------------------------------------------------------------------------- the parameter file
+
+def test_the_committed_parameters_load_and_name_their_provenance() -> None:
+    params = load_params()
+    assert len(params.key_weights) == len(KEY_FEATURES)
+    meta = dict(params.meta)
+    assert "devset" in meta["fitted_on"] and meta["command"] == "python -m benchmarks.fit_fusion"
+    d = json.loads(DEFAULT_PARAMS_PATH.read_text())
+    assert set(d["tempo_weights"]) == set(TEMPO_FEATURES)
+    assert FusionParams.from_dict(params.to_dict()) == params
+
+
+def test_parameter_files_are_checked() -> None:
+    d = load_params().to_dict()
+    bad = dict(d, key_conf={k: v for k, v in d["key_conf"].items() if k != "bias"})
+    with pytest.raises(ConfigError, match="key_conf must name exactly"):
+        FusionParams.from_dict(bad)
+    with pytest.raises(ConfigError, match="version"):
+        FusionParams.from_dict(dict(d, version=0))
+    with pytest.raises(ConfigError, match="needs"):
+        FusionParams.neutral().__class__(key_weights=(1.0,), key_conf=(0.0,) * len(KEY_CONF_FEATURES),
+                                         tempo_weights=(0.0,) * len(TEMPO_FEATURES),
+                                         tempo_conf=(0.0,) * 3, meter_conf=(0.0,) * 3,
+                                         chord_conf=(0.0,) * len(CHORD_CONF_FEATURES))
+    with pytest.raises(ConfigError, match="missing"):
+        load_params("/nonexistent/fusion.json")
+
+
+# --------------------------------------------------------------------------- behaviour of the fit
+
+def _grid(bpm: float, meter: int = 4, numbered: bool = True) -> tuple[BeatTime, ...]:
+    ibi = 60.0 / bpm
+    return tuple(BeatTime(round(0.5 + i * ibi, 4), (i % meter + 1) if numbered else 0)
+                 for i in range(int((DUR - 0.5) / ibi)))
+
+
+def _keyed(label: str, p: float) -> tuple[float, ...]:
+    probs = np.full(24, (1 - p) / 23)
+    probs[key_index(label)] = p
+    return tuple(probs)
+
+
+def _scale_chroma(tonic: int, minor: bool = False) -> tuple[float, ...]:
+    steps = (0, 2, 3, 5, 7, 8, 10) if minor else (0, 2, 4, 5, 7, 9, 11)
+    c = np.full(12, 0.1)
+    for s in steps:
+        c[(tonic + s) % 12] = 0.6
+    for s in (0, 3 if minor else 4, 7):
+        c[(tonic + s) % 12] = 1.0
+    return tuple(c)
+
+
+def music(key: str = "G major", bpm: float = 120.0) -> tuple[BackendAnalysis, BackendAnalysis,
+                                                             tuple[Chord, ...]]:
+    """Two backends that hear clear, agreeing music in ``key`` at ``bpm``."""
+    tonic = key_index(key) % 12
+    names = [KEYS[(tonic + s) % 12].split()[0] for s in (0, 5, 7)]
+    chords = (Chord(0, 6, f"{names[0]}:maj"), Chord(6, 12, f"{names[1]}:maj"),
+              Chord(12, 18, f"{names[2]}:maj"), Chord(18, DUR, f"{names[0]}:maj"))
+    m = BackendAnalysis("madmom", DUR, TempoEstimate(bpm, 0.5, ((bpm, 0.5), (bpm / 2, 0.2))),
+                        _grid(bpm), 4, 0.95, KeyEstimate(key, 0.9, _keyed(key, 0.9)), chords,
+                        0.9, beats_confidence=0.6)
+    e = BackendAnalysis("essentia", DUR, TempoEstimate(bpm, 0.8, ((bpm, 1.0),)),
+                        _grid(bpm, numbered=False), 0, 0.0, KeyEstimate(key, 0.9, (), 0.9),
+                        chords, 0.7, beats_confidence=0.8, chroma=_scale_chroma(tonic),
+                        key_profiles=tuple((p, key, 0.9) for p in
+                                           ("edma", "bgate", "temperley", "krumhansl", "shaath")))
+    return m, e, chords
+
+
+def noise() -> tuple[BackendAnalysis, BackendAnalysis]:
+    """What the backends report on pink noise: a flat key distribution, profiles that
+    disagree weakly, a flat chroma, no chords, weak beats at unrelated tempi."""
+    flat = np.full(24, 1 / 24)
+    flat[3] += 0.02
+    flat /= flat.sum()
+    m = BackendAnalysis("madmom", DUR, TempoEstimate(97.0, 0.05, ((97.0, 0.05), (151.0, 0.04))),
+                        _grid(97.0), 4, 0.5, KeyEstimate(KEYS[3], float(flat[3]), tuple(flat)),
+                        (Chord(0, DUR, "N"),), 0.99, beats_confidence=0.05)
+    e = BackendAnalysis("essentia", DUR, TempoEstimate(133.0, 0.02, ((133.0, 1.0),)),
+                        _grid(133.0, numbered=False), 0, 0.0, KeyEstimate("F minor", 0.35, (), 0.35),
+                        (Chord(0, DUR, "N"),), 0.1, chroma=tuple(np.linspace(0.8, 1.0, 12)),
+                        key_profiles=(("edma", "F minor", 0.3), ("bgate", "C major", 0.35),
+                                      ("temperley", "D# major", 0.3),
+                                      ("krumhansl", "F minor", 0.32), ("shaath", "G# major", 0.3)))
+    return m, e
+
+
+def test_clear_agreeing_key_evidence_gives_that_key_with_high_confidence() -> None:
+    m, e, chords = music("Bb major")
+    label, conf, note = fuse_key(m, e, chords, load_params())
+    assert label == "Bb major" and conf > 0.8
+    assert "edma=Bb major" in note
+
+
+def test_noise_gets_a_low_key_confidence() -> None:
+    m, e = noise()
+    _, conf, _ = fuse_key(m, e, (Chord(0, DUR, "N"),), load_params())
+    m2, e2, chords = music()
+    _, conf_music, _ = fuse_key(m2, e2, chords, load_params())
+    assert conf < 0.25 < conf_music
+
+
+def test_no_key_evidence_gives_no_key() -> None:
+    assert fuse_key(None, None, (), load_params())[:2] == ("", 0.0)
+    assert not key_features(None, None, ()).any()
+
+
+def test_agreeing_trackers_give_their_tempo_with_high_confidence() -> None:
+    m, e, _ = music(bpm=120.0)
+    bpm, conf, _ = fuse_tempo(m, e, load_params())
+    assert bpm == pytest.approx(120.0, rel=0.01) and conf > 0.7
+    m, e = noise()
+    _, conf_noise, _ = fuse_tempo(m, e, load_params())
+    assert conf_noise < conf
+
+
+def test_tempo_candidates_are_the_evidence_and_its_octaves() -> None:
+    m, e, _ = music(bpm=100.0)
+    cands, feats, ev = tempo_candidates(m, e)
+    assert {round(c) for c in cands} == {50, 100, 200}
+    i = int(np.argmin(np.abs(cands - 100.0)))
+    assert feats[i, TEMPO_FEATURES.index("is_grid_level")] == 1.0
+    assert feats[i, TEMPO_FEATURES.index("no_direct_support")] == 0.0
+    j = int(np.argmin(np.abs(cands - 200.0)))
+    assert feats[j, TEMPO_FEATURES.index("double_of_grid_m4")] == 1.0
+    assert feats[j, TEMPO_FEATURES.index("no_direct_support")] == 1.0
+    assert fuse_tempo(None, None, load_params())[:2] == (0.0, 0.0)
