@@ -1,5 +1,6 @@
 """The stage transaction: commit + index, rerun does nothing, interrupted runs are redone
-cleanly, dead letters and skips are counted, the error-rate threshold fails a run."""
+cleanly, dead letters and skips are counted, the error-rate threshold fails a run; counts from
+the pipeline's counters, unaccounted inputs fail the commit; flags fail loudly."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import pytest
 from llark.errors import AudioNotFoundError, LlarkError
 from pipelines import schema as s
 from pipelines.stage import (
+    DEAD_PREFIX,
+    SKIP_PREFIX,
     SKIP_TAG,
+    TallyCounts,
     clean_incomplete,
     parse_stage_args,
     run_stage,
     skipped_json,
+    tally,
     with_dead_letters,
     write_records,
 )
@@ -133,3 +138,87 @@ def test_resolved_config_is_written_into_the_index(tmp_path):
     run_stage("toy", "clip", str(tmp_path / "o"), C(), FAST, ToyBuild(2))
     cfg = json.loads((tmp_path / "o" / s.INDEX_FILE).read_text())["config"]
     assert cfg == {"clip_seconds": 10.0, "api_key": "<redacted>"}
+
+
+class CountingToyFn(ToyFn):
+    """ToyFn that counts what it writes (as the stages do with ``tally``)."""
+
+    def process(self, x: int):
+        for out in super().process(x):
+            if isinstance(out, s.Clip):
+                tally("written")
+                tally(f"by_parity/{'even' if x % 2 == 0 else 'odd'}")
+            yield out
+
+
+class ToyCounts(TallyCounts):
+    def __init__(self, n: int, lose: int) -> None:
+        self.n, self.lose = n, lose
+
+    def __call__(self, tallies):
+        written = tallies.get("written")
+        ended = written + tallies.total(DEAD_PREFIX) + tallies.total(SKIP_PREFIX)
+        return {"inputs": self.n, "written": written, "by_parity": tallies.group("by_parity/"),
+                "unaccounted": self.n + self.lose - ended}
+
+
+class TallyBuild:
+    def __init__(self, n: int, lose: int = 0) -> None:
+        self.n, self.lose = n, lose
+
+    def __call__(self, p, staging):
+        good = with_dead_letters(p | beam.Create(list(range(self.n))), "Toy", CountingToyFn(),
+                                 "toy", staging)
+        write_records(good, s.CLIP_SCHEMA, staging)
+        return ToyCounts(self.n, self.lose)
+
+
+def test_counts_come_from_the_pipeline_counters(tmp_path):
+    result = run_stage("toy", "clip", str(tmp_path / "o"), None, FAST, TallyBuild(8))
+    idx = result.index
+    assert idx.counts == {"inputs": 8, "written": 5, "by_parity": {"even": 3, "odd": 2},
+                          "unaccounted": 0}
+    assert idx.dead_letters == {"AudioNotFoundError": 1, "KeyError": 1}
+    assert idx.skipped == {"tail_too_short": 1}
+
+
+def test_unaccounted_inputs_fail_the_commit(tmp_path):
+    from pipelines.stage import UnaccountedError
+
+    with pytest.raises(UnaccountedError, match="2 input"):
+        run_stage("toy", "clip", str(tmp_path / "o"), None, FAST, TallyBuild(8, lose=2))
+    assert not (tmp_path / "o" / s.INDEX_FILE).exists()
+    assert json.loads((tmp_path / "o" / "_index.rejected.json").read_text())["counts"][
+        "unaccounted"] == 2
+
+
+def test_unknown_flags_name_the_nearest_real_one(capsys):
+    from dataclasses import dataclass
+    from llark.config import doc
+
+    @dataclass(frozen=True)
+    class C:
+        clip_seconds: float = doc("window length", default=23.777)
+
+    for argv, nearest in ((["--clip_seconds", "5"], "--clip-seconds"),
+                          (["--direct_num_worker", "2"], "--direct_num_workers"),
+                          (["--temp-location", "gs://b/t"], "--temp_location")):
+        with pytest.raises(SystemExit):
+            parse_stage_args(C, argv, "t", "t")
+        err = capsys.readouterr().err
+        assert f"{argv[0]} (did you mean {nearest}?)" in err, err
+    # Beam's own flags pass, with a bare --dry_run made explicit
+    _cfg, args = parse_stage_args(C, ["--runner", "DataflowRunner", "--dry_run", "--project", "p",
+                                      "--temp_location", "gs://b/t", "--experiments=x"], "t", "t")
+    assert args.beam_args == ["--runner", "DataflowRunner", "--dry_run=True", "--project", "p",
+                              "--temp_location", "gs://b/t", "--experiments=x"]
+
+
+def test_help_shows_every_default(capsys):
+    from pipelines.ingest import IngestConfig
+
+    with pytest.raises(SystemExit):
+        parse_stage_args(IngestConfig, ["--help"], "llark ingest", "t")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 23.777)" in out and "(default: 44100)" in out
+    assert "(default: {ytid}.{ext})" in out and "(default: 0.5)" in out
