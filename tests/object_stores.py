@@ -256,3 +256,119 @@ def object_store(request: pytest.FixtureRequest) -> ObjectStore:
     return request.getfixturevalue(name)
 
 
+
+
+# --------------------------------------------------------------------------- request log
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request that went through a :class:`RecordingProxy`."""
+
+    method: str
+    """HTTP method."""
+    path: str
+    """Request path and query."""
+    range: str
+    """The ``Range`` header (``""`` when the whole object was asked for)."""
+    status: int
+    """The emulator's status code."""
+    body_bytes: int
+    """Bytes of response body served."""
+
+
+def serve_proxy(upstream_port: int, port: int, log_path: Path) -> None:
+    """A logging reverse proxy on 127.0.0.1:``port`` in front of 127.0.0.1:``upstream_port``:
+    one JSON line per request (:class:`LoggedRequest`) appended to ``log_path``."""
+    import http.client
+    import threading
+    from dataclasses import asdict
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"   # one request per connection, as the GCS emulator
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items()
+                       if k.lower() not in ("connection", "keep-alive")}
+            conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            finally:
+                conn.close()
+            self.send_response_only(resp.status, resp.reason)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            # a HEAD answer's Content-Length is the object's size, not this (empty) body's
+            self.send_header("Content-Length", resp.getheader("Content-Length", "0")
+                             if self.command == "HEAD" else str(len(data)))
+            self.end_headers()
+            served = 0
+            if self.command != "HEAD":
+                self.wfile.write(data)
+                served = len(data)
+            entry = LoggedRequest(self.command, self.path, self.headers.get("Range", ""),
+                                  resp.status, served)
+            with lock, open(log_path, "a") as log:
+                log.write(json.dumps(asdict(entry)) + "\n")
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _forward
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+class RecordingProxy:
+    """:func:`serve_proxy` in a child process (a proxy in the test's own process would wait on
+    the GIL that pyarrow's blocking reads hold). Point a client at :attr:`endpoint` and read
+    :meth:`requests` to see what it fetched: a Parquet reader's range requests, or a
+    whole-object download."""
+
+    def __init__(self, upstream_port: int, log_dir: Path) -> None:
+        port = free_port()
+        self.log_path = log_dir / f"proxy-{port}.jsonl"
+        self.log_path.write_text("")
+        self._process = _spawn(f"proxy-{port}", ["-m", "tests.object_stores", "proxy",
+                                                  str(upstream_port), str(port),
+                                                  str(self.log_path)], port, log_dir)
+        self.port = port
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests(self) -> list[LoggedRequest]:
+        return [LoggedRequest(**json.loads(line))
+                for line in self.log_path.read_text().splitlines() if line.strip()]
+
+    def reads(self, key: str) -> list[LoggedRequest]:
+        """GETs that served bytes of the object whose key (URL-quoted or not) is ``key``
+        (GCS: its media downloads, not its JSON metadata; S3: GETs of the key)."""
+        from urllib.parse import quote
+
+        names = (key, quote(key, safe=""))
+        return [r for r in self.requests() if r.method == "GET" and r.body_bytes
+                and any(n in r.path for n in names)
+                and ("alt=media" in r.path or not r.path.startswith(("/storage/", "/download/")))]
+
+    def clear(self) -> None:
+        self.log_path.write_text("")
+
+    def close(self) -> None:
+        self._process.stop()
+
+
+if __name__ == "__main__":   # python -m tests.object_stores proxy UPSTREAM_PORT PORT LOG
+    if len(sys.argv) != 5 or sys.argv[1] != "proxy":
+        raise SystemExit("usage: python -m tests.object_stores proxy UPSTREAM_PORT PORT LOG")
+    serve_proxy(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
