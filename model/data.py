@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from llark import storage
 from llark.errors import ShardError
 from model.masking import IGNORE_INDEX, PromptError, build_example
 from pipelines.schema import (EMBEDDING_DTYPE, FAMILIES, INDEX_FILE, SCHEMA_VERSION, ShardIndex,
@@ -46,9 +47,9 @@ TRAIN_COLUMNS = ["id", "split", "conversations", "n_frames", "dim", "embedding"]
 class ShardSet:
     """A checked shard set: its index and the row-group layout of every shard."""
 
-    folder: Path
+    folder: Path | str          # a str for a gs:// or s3:// set
     index: ShardIndex
-    paths: tuple[Path, ...]
+    paths: tuple[Path | str, ...]
     row_groups: tuple[tuple[int, ...], ...]   # rows of each row group, per shard
     encoder: str
     audio_dim: int
@@ -65,20 +66,27 @@ class ShardSet:
 
 
 def open_shard_set(folder: str | Path, verify_checksums: bool = True) -> ShardSet:
-    """Check a shard set and read its layout; :class:`ShardError` says what is wrong."""
-    folder = Path(folder)
-    if not folder.is_dir():
+    """Check a shard set and read its layout; :class:`ShardError` says what is wrong.
+
+    ``folder`` may be a ``gs://``/``s3://`` prefix: the index and every Parquet footer are read
+    there (range reads) and sizes are checked; the sha256 of each shard is checked only for a
+    local set, since hashing a remote one would download every shard whole (the stores keep
+    their own per-object checksums)."""
+    remote = storage.is_remote(folder)
+    folder = str(folder).rstrip("/") if remote else Path(folder)
+    if not (storage.exists(folder) if remote else folder.is_dir()):
         raise ShardError(f"{folder}: not a folder of shards")
     index = read_index(folder, record="training_row")
-    if verify_checksums:
+    if verify_checksums and not remote:
         verify_shards(folder, index)
     paths, layouts = [], []
     for entry in index.shards:
-        path = folder / entry.path
-        if not path.exists():
+        path = storage.join(folder, entry.path) if remote else folder / entry.path
+        if not storage.is_file(path):
             raise ShardError(f"{path}: listed in {INDEX_FILE} but missing")
-        if path.stat().st_size != entry.bytes:
-            raise ShardError(f"{path}: {path.stat().st_size} bytes, index says {entry.bytes} "
+        size = storage.size(path)
+        if size != entry.bytes:
+            raise ShardError(f"{path}: {size} bytes, index says {entry.bytes} "
                              "(truncated or replaced); rebuild the shard set")
         try:
             meta = open_shard(path).metadata
@@ -163,7 +171,13 @@ class StreamState:
 # --------------------------------------------------------------------------- reading
 
 def open_shard(path: str | Path) -> pq.ParquetFile:
-    """The one place a shard file is opened (every read of the trainer goes through here)."""
+    """The one place a shard file is opened (every read of the trainer goes through here).
+
+    A ``gs://``/``s3://`` shard is opened through :func:`llark.storage.open_input`: the footer
+    and then each row group's column chunks are fetched with range requests, never the whole
+    file."""
+    if storage.is_remote(path):
+        return pq.ParquetFile(storage.open_input(path))
     return pq.ParquetFile(path)
 
 
@@ -192,7 +206,7 @@ class RowGroup:
     """One row group of a shard: the small columns as Python values, the embeddings as one
     uint8 NumPy view over each Arrow data buffer plus its offsets (nothing is copied)."""
 
-    path: Path
+    path: Path | str
     group: int
     ids: list[str]
     splits: list[str]
@@ -242,7 +256,7 @@ def _binary_views(column: pa.ChunkedArray) -> tuple[tuple[tuple[np.ndarray, np.n
     return tuple(chunks), np.asarray(starts, dtype=np.int64)
 
 
-def read_row_group(path: Path, group: int) -> RowGroup:
+def read_row_group(path: Path | str, group: int) -> RowGroup:
     """Row group ``group`` of the shard at ``path``, zero-copy for the embeddings."""
     try:
         table = open_shard(path).read_row_group(group, columns=TRAIN_COLUMNS)
@@ -250,7 +264,8 @@ def read_row_group(path: Path, group: int) -> RowGroup:
         raise ShardError(f"{path}: row group {group} cannot be read ({exc}); the shard is "
                          "corrupt, rebuild the shard set") from exc
     chunks, starts = _binary_views(table.column("embedding"))
-    return RowGroup(Path(path), group, table.column("id").to_pylist(),
+    return RowGroup(path if storage.is_remote(path) else Path(path), group,
+                    table.column("id").to_pylist(),
                     table.column("split").to_pylist(), table.column("conversations").to_pylist(),
                     table.column("n_frames").to_numpy(), table.column("dim").to_numpy(),
                     chunks, starts)

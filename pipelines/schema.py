@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from llark import storage
 from llark.errors import ShardError
 from llark.music import Beat, ChordSegment   # the music vocabulary's types, stored as they are
 
@@ -559,17 +560,22 @@ def sha256_stream(f: Any, chunk: int = 1 << 20) -> tuple[str, int]:
 
 
 def sha256_file(path: str | Path) -> str:
+    """sha256 of a local file or a ``gs://``/``s3://`` object (read once, in chunks)."""
+    if storage.is_remote(path):
+        with storage.open_input(path) as f:
+            return sha256_stream(f, chunk=8 << 20)[0]
     with open(path, "rb") as f:
         return sha256_stream(f)[0]
 
 
 def read_index(folder: str | Path, record: str | None = None) -> ShardIndex:
-    """Read and check a local shard set's index (exists, same schema version, right record)."""
-    path = Path(folder) / INDEX_FILE
-    if not path.exists():
+    """Read and check a shard set's index (exists, same schema version, right record); the
+    folder may be local or a ``gs://``/``s3://`` prefix."""
+    path = storage.join(folder, INDEX_FILE)
+    if not storage.is_file(path):
         raise ShardError(f"{folder}: no {INDEX_FILE}; the stage that writes it did not finish "
                          "(rerun it)")
-    index = ShardIndex.from_json(path.read_text())
+    index = ShardIndex.from_json(storage.read_text(path))
     if index.schema_version != SCHEMA_VERSION:
         raise ShardError(f"{folder}: schema version {index.schema_version}, this code reads "
                          f"{SCHEMA_VERSION}; rebuild the set with this version")
@@ -582,10 +588,10 @@ def verify_shards(folder: str | Path, index: ShardIndex | None = None) -> ShardI
     """Check every shard's size and sha256 against the index; raise with the first mismatch."""
     index = index or read_index(folder)
     for entry in index.shards:
-        path = Path(folder) / entry.path
-        if not path.exists():
+        path = storage.join(folder, entry.path)
+        if not storage.is_file(path):
             raise ShardError(f"{path}: listed in {INDEX_FILE} but missing")
-        size = path.stat().st_size
+        size = storage.size(path)
         if size != entry.bytes:
             raise ShardError(f"{path}: {size} bytes, index says {entry.bytes} (truncated or "
                              "replaced); rebuild the shard set")
