@@ -556,6 +556,7 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     """
     output = output.rstrip("/")
     options = pipeline_options(beam_args)
+    FileSystems.set_options(options)      # s3:// in the launcher: --s3_endpoint_url etc.
     dry_run = bool(options.view_as(TestOptions).dry_run)
     if dry_run:
         return _dry_run(stage, output, options, build)
@@ -721,6 +722,9 @@ def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: 
                  for flag in unknown]
         parser.error("unknown option(s), neither llark's nor Beam's: " + "; ".join(hints))
     cfg = from_args(cls, ns, ns.config)
+    # The launcher's own file access (input indexes, task plans, the commit) goes through Beam's
+    # FileSystems before any pipeline exists; s3:// needs the options there (endpoint, keys).
+    FileSystems.set_options(pipeline_options(beam_args))
     return cfg, StageArgs(ns.force, ns.max_error_rate, beam_args)
 
 

@@ -49,6 +49,7 @@ from urllib.parse import quote
 import numpy as np
 import soundfile as sf
 
+from llark import storage
 from llark.demo.synth import (
     Part,
     SongAudio,
@@ -871,12 +872,16 @@ def run(argv: list[str] | None = None) -> int:
         prog="llark demo-data",
         description="Write a synthetic demo corpus laid out as MusicCaps, MagnaTagATune, FMA, "
                     "MusicNet and a folder dataset, with exact ground truth.")
-    parser.add_argument("--output", required=True, type=Path, help="folder to create")
+    parser.add_argument("--output", required=True,
+                        help="folder to create (or a gs:// / s3:// prefix: the corpus is built "
+                             "in a local temporary folder and uploaded, ground truth last)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--scale", choices=sorted(SCALES), default="small",
                         help="small: about 6 items per dataset; tiny: 2-3 (default small)")
     args = parser.parse_args(argv)
-    output: Path = args.output.resolve()
+    if storage.is_remote(args.output):
+        return _run_remote(args.output.rstrip("/"), args.seed, args.scale)
+    output: Path = Path(args.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists() and (not output.is_dir() or (
             any(output.iterdir()) and not (output / GROUND_TRUTH_NAME).is_file())):
@@ -891,18 +896,41 @@ def run(argv: list[str] | None = None) -> int:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    elapsed = time.perf_counter() - started
+    _print_summary(truth, str(output), time.perf_counter() - started, args.seed, args.scale)
+    return 0
+
+
+def _run_remote(output: str, seed: int, scale: str) -> int:
+    """The corpus at a ``gs://``/``s3://`` prefix: built locally, then uploaded with the ground
+    truth last (a prefix without it is an incomplete upload and is replaced on a rerun)."""
+    existing = storage.list_files(output)
+    truth_url = storage.join(output, GROUND_TRUTH_NAME)
+    if existing and truth_url not in existing:
+        print(f"error: {output} holds other files and is not a demo corpus (no "
+              f"{GROUND_TRUTH_NAME})", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="llark-demo-") as tmp:
+        truth = build_corpus(Path(tmp), seed=seed, scale=scale)
+        if existing:
+            # the marker goes first: an upload killed from here on leaves no complete corpus
+            storage.delete([truth_url])
+            storage.delete([u for u in existing if u != truth_url])
+        storage.upload_tree(tmp, output, last=(GROUND_TRUTH_NAME,))
+    _print_summary(truth, output, time.perf_counter() - started, seed, scale)
+    return 0
+
+
+def _print_summary(truth: dict, output: str, elapsed: float, seed: int, scale: str) -> None:
     summary = truth["summary"]
     total_s = sum(summary["audio_seconds_per_dataset"].values())
-    print(f"demo corpus written to {output} in {elapsed:.1f} s (seed {args.seed}, "
-          f"scale {args.scale})")
+    print(f"demo corpus written to {output} in {elapsed:.1f} s (seed {seed}, scale {scale})")
     for name, count in summary["files_per_dataset"].items():
         seconds = summary["audio_seconds_per_dataset"][name]
         print(f"  {name:<14} {count:>3} audio files  {seconds:8.1f} s")
     print(f"  total          {sum(summary['files_per_dataset'].values()):>3} audio files  "
           f"{total_s:8.1f} s of audio; {len(truth['broken'])} deliberately broken entries")
-    print(f"ground truth: {output / GROUND_TRUTH_NAME}")
-    return 0
+    print(f"ground truth: {storage.join(output, GROUND_TRUTH_NAME)}")
 
 
 if __name__ == "__main__":
