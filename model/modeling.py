@@ -15,6 +15,7 @@ existing ones. Tokenizers without a chat template get :data:`model.masking.DEFAU
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,13 +267,36 @@ def _tiny_lm(spec: ModelSpec, tokenizer: Any) -> nn.Module:
     return LlamaForCausalLM(cfg)
 
 
+def loads_without_values() -> bool:
+    """True on the ranks that must not read the LM's weights: accelerate's FSDP with
+    ``fsdp_cpu_ram_efficient_loading`` (it sets the two environment variables) on any local rank
+    but 0. FSDP then broadcasts local rank 0's weights when it wraps the model
+    (``fsdp_sync_module_states``), so one copy of the LM is read into host memory per node."""
+    import torch.distributed as dist
+
+    def flag(name: str) -> bool:
+        return os.environ.get(name, "false").lower() in ("1", "true", "yes")
+
+    return (dist.is_available() and dist.is_initialized() and flag("ACCELERATE_USE_FSDP")
+            and flag("FSDP_CPU_RAM_EFFICIENT_LOADING")
+            and int(os.environ.get("LOCAL_RANK", "0")) != 0)
+
+
 def _hf_lm(spec: ModelSpec, tokenizer: Any, hub_download: bool = False) -> nn.Module:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        lm = AutoModelForCausalLM.from_pretrained(spec.lm, dtype=torch.float32,
-                                                  attn_implementation=spec.attn_implementation,
-                                                  local_files_only=not hub_download)
+        if loads_without_values():
+            from accelerate import init_empty_weights
+
+            config = AutoConfig.from_pretrained(spec.lm, local_files_only=not hub_download)
+            with init_empty_weights(include_buffers=False):    # parameters on meta, buffers real
+                lm = AutoModelForCausalLM.from_config(
+                    config, dtype=torch.float32, attn_implementation=spec.attn_implementation)
+        else:
+            lm = AutoModelForCausalLM.from_pretrained(
+                spec.lm, dtype=torch.float32, attn_implementation=spec.attn_implementation,
+                local_files_only=not hub_download)
     except (OSError, ValueError) as exc:
         raise _not_found(spec.lm, "causal LM", exc) from exc
     if lm.get_input_embeddings().num_embeddings < len(tokenizer):

@@ -228,3 +228,49 @@ def test_models_load_from_local_files_only_with_an_error_naming_the_path(tmp_pat
     tok = build_tokenizer(s)
     with pytest.raises(ModelNotFoundError, match="exists but does not hold a loadable causal LM"):
         build_model(s, tok)
+
+
+FSDP_RANK_SCRIPT = r"""
+import os, sys
+import torch
+import torch.distributed as dist
+from model.modeling import ModelSpec, build_model, build_tokenizer
+dist.init_process_group("gloo", rank=0, world_size=1)
+spec = ModelSpec(lm=sys.argv[1], audio_dim=12, trainable="projector+lm")
+tok = build_tokenizer(spec)
+model = build_model(spec, tok)
+emb = model.lm.get_input_embeddings().weight
+assert not any(b.is_meta for b in model.buffers())     # rotary tables etc. have values
+print(emb.is_meta, emb.shape[0] == len(tok), any(p.is_meta for p in model.projector.parameters()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("local_rank,expected", [("1", "True True False"),
+                                                 ("0", "False True False")])
+def test_fsdp_cpu_ram_efficient_loading_builds_the_lm_on_meta_off_local_rank_0(
+        tmp_path, local_rank, expected):
+    """What the shipped FSDP configs ask for (fsdp_cpu_ram_efficient_loading): under accelerate's
+    FSDP environment a local rank other than 0 gets the LM without values (meta device, nothing
+    read into host memory), its token embeddings still grow to the tokenizer, the projector is
+    real; local rank 0 loads the weights. (transformers 5 loads the weights on every rank by
+    itself: the trainer builds the LM without values there.)"""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=200, hidden_size=16, intermediate_size=32,
+                                 num_hidden_layers=1, num_attention_heads=2,
+                                 num_key_value_heads=2)).save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "ACCELERATE_USE_FSDP": "true",
+           "FSDP_CPU_RAM_EFFICIENT_LOADING": "true", "LOCAL_RANK": local_rank,
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29650 + int(local_rank))}
+    done = subprocess.run([sys.executable, "-c", FSDP_RANK_SCRIPT, str(tmp_path)], env=env,
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == expected
