@@ -379,6 +379,7 @@ def _planned_lr(step: int, lr: float, max_steps: int, warmup_ratio: float = 0.03
     return lr * WarmupSchedule(warmup, max_steps, "cosine", 0.0)(step)
 
 
+@pytest.mark.slow
 def test_extended_run_follows_the_new_schedule_past_the_old_end(shards, tmp_path, capsys):
     """30 steps, then max_steps=40: steps 31-40 follow the 40-step cosine (not lr 0)."""
     out = tmp_path / "run"
