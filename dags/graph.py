@@ -27,10 +27,11 @@ INDEX_FILE = "_index.json"
 class RunConfig:
     """Everything the whole run needs; YAML (``llark run --config``) or ``key=value`` sets it."""
 
-    work_dir: str = doc("folder (or gs:// prefix for Beam stages) where every stage writes",
+    work_dir: str = doc("folder, or gs:// / s3:// prefix, where every stage writes",
                         default="demo-out")
-    data_dir: str = doc("folder holding one sub-folder per dataset, laid out as each dataset "
-                        "ships (the demo corpus is generated here when demo=true)",
+    data_dir: str = doc("folder (or gs:// / s3:// prefix) holding one sub-folder per dataset, "
+                        "laid out as each dataset ships (the demo corpus is generated here "
+                        "when demo=true)",
                         default="demo-out/data")
     demo: bool = doc("generate the synthetic demo corpus into data_dir first", default=True)
     demo_scale: str = doc("demo corpus size: tiny (2 tracks per dataset) or small (~6)",

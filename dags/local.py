@@ -5,6 +5,10 @@ stage itself (it removes what the interrupted run left before writing); training
 its latest checkpoint. Each stage runs as ``python -m pipelines.cli <stage> ...`` in a child
 process, so a crash in one stage cannot corrupt the runner's state. Ends with a table of every
 stage and where its output is.
+
+``work_dir`` and ``data_dir`` may be ``gs://``/``s3://`` prefixes: completion markers are read
+and written there through :mod:`llark.storage`, and each stage's log, written locally while it
+runs, is copied to ``{work_dir}/_logs/`` afterwards.
 """
 
 from __future__ import annotations
@@ -14,15 +18,30 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from llark import storage
 from llark.config import add_arguments, from_args
 from dags.graph import DONE_FILE, RunConfig, Stage, beam_flags, build_graph
 
 
 def is_complete(stage: Stage) -> bool:
-    return Path(stage.marker).exists()
+    """The stage's marker (index or done file) exists: locally or on the bucket."""
+    return storage.is_file(stage.marker)
+
+
+LOG_DIR = "_logs"
+
+
+def local_log_dir(work_dir: str) -> Path:
+    """``{work_dir}/_logs``; for a bucket work dir a local folder (the logs are copied to
+    ``{work_dir}/_logs/`` after each stage)."""
+    if not storage.is_remote(work_dir):
+        return Path(work_dir) / LOG_DIR
+    safe = work_dir.replace("://", "/").replace("/", "_").strip("_")
+    return Path(tempfile.gettempdir()) / "llark-logs" / safe
 
 
 def command(stage: Stage, cfg: RunConfig) -> list[str]:
@@ -35,7 +54,7 @@ def command(stage: Stage, cfg: RunConfig) -> list[str]:
 def run_stage(stage: Stage, cfg: RunConfig, n: int, total: int, log_dir: Path) -> float:
     """Run one stage, streaming its output to the terminal and to ``log_dir/<stage>.log``."""
     argv = command(stage, cfg)
-    Path(stage.output).mkdir(parents=True, exist_ok=True)
+    storage.makedirs(stage.output)
     print(f"[{n}/{total}] {stage.name}: {stage.what}", flush=True)
     print("      $ llark " + " ".join(stage.argv), flush=True)
     t0 = time.monotonic()
@@ -49,12 +68,18 @@ def run_stage(stage: Stage, cfg: RunConfig, n: int, total: int, log_dir: Path) -
                 print("      " + line.rstrip(), flush=True)
         rc = proc.wait()
     seconds = time.monotonic() - t0
+    log_path = log_dir / f"{stage.name}.log"
+    if storage.is_remote(cfg.work_dir):
+        # the log is written locally as the stage runs, then copied beside the outputs
+        storage.write_bytes(storage.join(cfg.work_dir, LOG_DIR, log_path.name),
+                            log_path.read_bytes())
     if rc != 0:
         raise RuntimeError(f"stage {stage.name} failed (exit {rc}) after {seconds:.1f}s; "
-                           f"full log: {log_dir / f'{stage.name}.log'}")
+                           f"full log: {log_path}")
     if not stage.beam:
-        Path(stage.output).mkdir(parents=True, exist_ok=True)
-        Path(stage.output, DONE_FILE).write_text(json.dumps({
+        # the done marker is written last, as one object: the stage's outputs are all in place
+        storage.makedirs(stage.output)
+        storage.write_text(storage.join(stage.output, DONE_FILE), json.dumps({
             "stage": stage.name, "argv": list(stage.argv), "seconds": round(seconds, 2),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}))
     print(f"      done in {seconds:.1f}s", flush=True)
@@ -81,7 +106,7 @@ def run(argv: list[str] | None = None) -> int:
     stages = build_graph(cfg)
     if args.only:
         stages = _with_upstream(stages, set(args.only.split(",")))
-    log_dir = Path(cfg.work_dir) / "_logs"
+    log_dir = local_log_dir(cfg.work_dir)
     timings: dict[str, str] = {}
     t0 = time.monotonic()
     for n, stage in enumerate(stages, 1):
