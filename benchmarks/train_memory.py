@@ -47,7 +47,6 @@ CASES = {
 def child(case: str, shards: str, output: str, steps: int, buffer_mb: float) -> None:
     """Run in a fresh process: train, then print the peak RSS and the parameter count."""
     from model.config import TrainConfig
-    from model.modeling import count_parameters  # noqa: F401  (import cost counted in base)
     from model.train import train
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
