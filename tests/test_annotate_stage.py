@@ -13,8 +13,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -25,6 +23,7 @@ from pipelines import schema as s
 from pipelines.annotate import AnnotateConfig, AnnotateTrackFn, run, to_annotation
 from pipelines.sources import open_audio
 from pipelines.stage import DEAD_TAG, TrackClips
+from tests.remote_fs import CountingFileSystem
 from tests.setfactory import write_set
 
 FAST = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
@@ -158,25 +157,6 @@ def test_config_errors_and_input_checks(tmp_path: Path, capsys) -> None:
     assert "no _index.json" in capsys.readouterr().err
 
 
-class _PrefixFileSystem(LocalFileSystem):
-    """A Beam filesystem with its own scheme over the local disk: a stand-in for gs:// etc."""
-
-    @classmethod
-    def scheme(cls) -> str:
-        return "llarktest"
-
-    @staticmethod
-    def _local(path: str) -> str:
-        return path[len("llarktest://"):]
-
-    def open(self, path, mime_type="application/octet-stream",
-             compression_type=CompressionTypes.AUTO):
-        return super().open(self._local(path), mime_type, compression_type)
-
-    def exists(self, path: str) -> bool:
-        return super().exists(self._local(path))
-
-
 def test_remote_uris_are_read_as_bytes_through_beam_filesystems(audio_dir: Path, capsys) -> None:
     from annotate.annotator import build_annotator
     from pipelines.analyze import run as analyze
@@ -208,25 +188,6 @@ def test_to_annotation_and_read_source(tmp_path: Path) -> None:
     assert open_audio("file://" + str(f)) == str(f)
 
 
-class _CountingFileSystem(_PrefixFileSystem):
-    """The prefix filesystem under another scheme, counting the files it opens."""
-
-    opened: list[str] = []
-
-    @classmethod
-    def scheme(cls) -> str:
-        return "llarkcount"
-
-    @staticmethod
-    def _local(path: str) -> str:
-        return path[len("llarkcount://"):]
-
-    def open(self, path, mime_type="application/octet-stream",
-             compression_type=CompressionTypes.AUTO):
-        type(self).opened.append(path)
-        return LocalFileSystem.open(self, self._local(path), mime_type, compression_type)
-
-
 def test_remote_audio_is_read_once_per_track(tmp_path: Path, audio_dir: Path) -> None:
     """Four clips of one remote track and one of another: two reads, four + one annotations."""
     def remote(name: str, start: float, end: float) -> s.Clip:
@@ -235,12 +196,12 @@ def test_remote_audio_is_read_once_per_track(tmp_path: Path, audio_dir: Path) ->
 
     song = [remote("song.wav", a, a + 4.0) for a in (0.0, 4.0, 8.0, 12.0)]
     write_set(tmp_path / "clips", song + [remote("silence.wav", 0.0, 8.0)], "clip", "ingest")
-    _CountingFileSystem.opened.clear()
+    CountingFileSystem.opened.clear()
     out = tmp_path / "annotations"
     assert run(["--input", str(tmp_path / "clips"), "--output", str(out), "--backend",
                 "essentia", *FAST]) == 0
     assert s.read_index(out, "annotated_clip").total_rows == 5
-    assert sorted(_CountingFileSystem.opened) == sorted(
+    assert sorted(CountingFileSystem.opened) == sorted(
         "llarkcount://" + str(audio_dir / n) for n in ("song.wav", "silence.wav"))
 
 

@@ -184,3 +184,18 @@ def test_a_refused_window_does_not_take_its_batch_down():
     assert out[0].inference.shape == (1, 32) and out[2].inference.shape == (2, 32)
     assert isinstance(out[1].inference, E.EncodeFailure)
     assert out[1].inference.error_type == "EncoderError"
+
+
+def test_a_remote_track_is_opened_once_for_all_of_its_clips(tmp_path):
+    from pipelines.stage import TrackClips
+    from tests.remote_fs import CountingFileSystem
+
+    (clip,) = make_clips(tmp_path / "audio", 1, seconds=1.0, track_seconds=3.0)
+    uri = "llarkcount://" + clip.audio_uri
+    clips = [s.Clip(**{**clip.__dict__, "audio_uri": uri, "start_s": a, "end_s": a + 1.0,
+                       "id": s.clip_id("folder", "t0", a, a + 1.0)}) for a in (0.0, 1.0, 2.0)]
+    CountingFileSystem.opened.clear()
+    out = list(E.LoadWindowsFn(22050).process(TrackClips(uri, tuple(c.to_row() for c in clips))))
+    assert [w.clip_id for w in out] == [c.id for c in clips]
+    assert all(w.audio.size == 22050 for w in out)
+    assert CountingFileSystem.opened == [uri]
