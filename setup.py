@@ -39,7 +39,8 @@ EXTRAS = {
     "jukebox": ["jukebox-infer==0.1.2"],
     # captioning metrics of `llark eval` (BLEU, METEOR, ROUGE-L, CIDEr-D); METEOR needs Java
     "eval": ["pycocoevalcap==1.2"],
-    # gs:// and s3:// in Beam (FileSystems); the trainer reads them through pyarrow.fs
+    # gs:// and s3:// in Beam (FileSystems); the trainer reads them through pyarrow.fs;
+    # [gcp] also brings the DataflowRunner (`--runner DataflowRunner --dry_run` builds a job)
     "cloud": ["apache-beam[gcp,aws]==2.77.0"],
     "test": ["pytest>=8", "duckdb>=1.0", "datasets>=3", "psutil>=5",
              # object-store emulators on 127.0.0.1 (tests/object_stores.py)
