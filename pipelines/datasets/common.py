@@ -344,9 +344,15 @@ def read_text(uri: str, what: str = "metadata file") -> str:
 
 
 def exists(uri: str) -> bool:
+    """A file or folder; on an object store also a "folder" prefix that holds objects (object
+    stores have no folders, so ``gs://b/data/fma_small`` exists only through its files)."""
     from apache_beam.io.filesystems import FileSystems
 
-    return FileSystems.exists(uri)
+    if FileSystems.exists(uri):
+        return True
+    if is_uri(uri):
+        return bool(FileSystems.match([uri.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
+    return False
 
 
 def list_files(pattern: str) -> list[str]:
