@@ -243,9 +243,13 @@ def audio_uri_of(row: dict) -> tuple[str, dict]:
     return str(row["audio_uri"]), row
 
 
+def _start_s(row: dict) -> float:
+    return float(row["start_s"])
+
+
 def to_track_clips(item: tuple[str, Iterable[dict]]) -> TrackClips:
     uri, rows = item
-    return TrackClips(uri, tuple(sorted(rows, key=lambda r: float(r["start_s"]))))
+    return TrackClips(uri, tuple(sorted(rows, key=_start_s)))
 
 
 def group_by_track(rows: beam.PCollection, label: str = "ByTrack") -> beam.PCollection:
