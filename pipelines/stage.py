@@ -9,6 +9,13 @@ rerun does nothing; a folder without one is cleaned and redone, so an interrupte
 leaves duplicates. All file access goes through Beam's ``FileSystems`` so ``gs://`` outputs work
 the same as local ones.
 
+Counts come out of the pipeline: DoFns count with :func:`tally` (Beam metrics), dead letters
+and skips are counted where they are written, and :func:`run_stage` hands the finished
+pipeline's counters (:class:`Tallies`) to the stage's :class:`TallyCounts` and to the commit,
+which refuses to mark a set complete while any input is ``unaccounted``. ``--dry_run`` with the
+DataflowRunner builds the job, prints its size and writes nothing. Flags neither llark nor Beam
+knows are errors naming the nearest real flag (:func:`parse_stage_args`).
+
 Each stage module (``pipelines/<stage>.py``) provides module-level DoFns and a
 ``build(pipeline, cfg, staging) -> None`` that wires them; :func:`run_stage` does the rest.
 """
