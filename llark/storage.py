@@ -93,6 +93,14 @@ def parent(path: str | os.PathLike[str]) -> str:
     return text.rstrip("/").rsplit("/", 1)[0]
 
 
+def relative(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str:
+    """``path`` relative to ``root`` (``.`` for the root itself), for local paths and URLs."""
+    p, r = os.fspath(path).rstrip("/"), os.fspath(root).rstrip("/")
+    if p == r:
+        return "."
+    return p[len(r):].lstrip("/") if p.startswith(r + "/") else p
+
+
 # --------------------------------------------------------------------------- filesystems
 
 def _endpoint(url: str) -> tuple[str, str]:

@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from llark import storage
 from pipelines.schema import DEAD_LETTER_DIR, INDEX_FILE, DeadLetter, ShardIndex
 from pipelines.stage import REJECTED_INDEX_FILE, percent
 
@@ -33,7 +36,7 @@ SAMPLE_TEXT_LIMIT = 160
 class SetSummary:
     """What ``inspect`` found in one shard set."""
 
-    path: Path
+    path: Path | str                      # a str for a gs:// or s3:// set
     index: ShardIndex | None
     rows: int = 0
     groups: dict[str, Counter] = field(default_factory=dict)
@@ -46,17 +49,20 @@ class SetSummary:
     advice: tuple[str, ...] = ()          # what to do about ``problem``
 
 
-def find_sets(root: Path) -> list[Path]:
+def find_sets(root: Path | str) -> list[Path | str]:
     """Every folder at or under ``root`` that holds an index (or a rejected run's) or Parquet
-    parts (not staging)."""
+    parts (not staging). ``root`` may be a ``gs://``/``s3://`` prefix (one listing of it)."""
+    base = os.fspath(root).rstrip("/")
     found = set()
-    for p in [root, *root.rglob("*")]:
-        if not p.is_dir() or any(part.startswith("_") for part in p.relative_to(root).parts):
+    for url in storage.list_files(base):
+        folder, _, name = url[len(base):].lstrip("/").rpartition("/")
+        if any(part.startswith("_") for part in folder.split("/") if part):
             continue
-        if ((p / INDEX_FILE).exists() or (p / REJECTED_INDEX_FILE).exists()
-                or any(p.glob("part-*.parquet"))):
-            found.add(p)
-    return sorted(found)
+        if name in (INDEX_FILE, REJECTED_INDEX_FILE) or fnmatch(name, "part-*.parquet"):
+            found.add(folder)
+    as_path = (lambda f: storage.join(base, f) if f else base) if storage.is_remote(base) \
+        else (lambda f: Path(root) / f if f else Path(root))
+    return [as_path(f) for f in sorted(found)]
 
 
 def _shorten(value: Any) -> Any:
@@ -73,22 +79,25 @@ def _shorten(value: Any) -> Any:
     return value
 
 
-def summarize(path: Path) -> SetSummary:
+def summarize(path: Path | str) -> SetSummary:
+    """One set's summary; ``path`` may be local or a ``gs://``/``s3://`` prefix (Parquet is read
+    through range requests: footers, and only the grouping columns and one row group)."""
     index = None
     summary = SetSummary(path, None)
-    if (path / INDEX_FILE).exists():
-        index = ShardIndex.from_json((path / INDEX_FILE).read_text())
+    if storage.is_file(storage.join(path, INDEX_FILE)):
+        index = ShardIndex.from_json(storage.read_text(storage.join(path, INDEX_FILE)))
         summary.index = index
-    elif (path / REJECTED_INDEX_FILE).exists():
-        summary.rejected = ShardIndex.from_json((path / REJECTED_INDEX_FILE).read_text())
+    elif storage.is_file(storage.join(path, REJECTED_INDEX_FILE)):
+        summary.rejected = ShardIndex.from_json(
+            storage.read_text(storage.join(path, REJECTED_INDEX_FILE)))
         summary.problem, summary.advice = rejected_problem(summary.rejected, path)
     else:
         summary.problem = f"no {INDEX_FILE}: incomplete (the stage did not finish)"
         summary.advice = ("rerun the stage with the same flags: it cleans what the unfinished "
                           "run left and starts again",)
-    parts = sorted(path.glob("part-*.parquet"))
+    parts = storage.list_files(path, "part-*.parquet", recursive=False)
     for part in parts:
-        pf = pq.ParquetFile(part)
+        pf = pq.ParquetFile(storage.open_input(part))
         if not summary.schema:
             summary.schema = str(pf.schema_arrow)
         summary.rows += pf.metadata.num_rows
@@ -100,8 +109,8 @@ def summarize(path: Path) -> SetSummary:
         if summary.sample is None and pf.metadata.num_rows:
             row = pf.read_row_group(0).slice(0, 1).to_pylist()[0]
             summary.sample = _shorten(row)
-    for dl in sorted((path / DEAD_LETTER_DIR).rglob("*.jsonl")) if (path / DEAD_LETTER_DIR).exists() else []:
-        for line in dl.read_text().splitlines():
+    for dl in storage.list_files(storage.join(path, DEAD_LETTER_DIR), "*.jsonl"):
+        for line in storage.read_text(dl).splitlines():
             if line.strip():
                 d = DeadLetter.from_json(line)
                 summary.dead_letters[d.error_type] += 1
@@ -109,7 +118,7 @@ def summarize(path: Path) -> SetSummary:
     return summary
 
 
-def rejected_problem(idx: ShardIndex, path: Path) -> tuple[str, tuple[str, ...]]:
+def rejected_problem(idx: ShardIndex, path: Path | str) -> tuple[str, tuple[str, ...]]:
     """What a rejected run's index says went wrong, and what to do about it."""
     inputs = int(idx.counts.get("inputs", 0) or 0)
     dead = sum(idx.dead_letters.values())
@@ -119,13 +128,14 @@ def rejected_problem(idx: ShardIndex, path: Path) -> tuple[str, tuple[str, ...]]
         return (f"REJECTED (no {INDEX_FILE}; see {REJECTED_INDEX_FILE}): {unaccounted} input(s) "
                 "were neither written, skipped nor dead-lettered",
                 ("this is a bug in llark, not in your data; please report it with "
-                 f"{path / REJECTED_INDEX_FILE}",))
+                 f"{storage.join(path, REJECTED_INDEX_FILE)}",))
     share = percent(dead, inputs) if inputs else "?"
     problem = (f"REJECTED (no {INDEX_FILE}; see {REJECTED_INDEX_FILE}): {dead} of "
                f"{inputs or '?'} inputs failed ({share}), more than --max-error-rate allowed; "
                f"{idx.total_rows} rows were written but nothing downstream reads this set")
     top = max(idx.dead_letters.items(), key=lambda kv: (kv[1], kv[0]))[0] if dead else ""
-    advice = [f"read the dead letters below (all in {path / DEAD_LETTER_DIR / idx.stage}/)"
+    advice = [f"read the dead letters below (all in "
+              f"{storage.join(path, DEAD_LETTER_DIR, idx.stage)}/)"
               + (f"; most are {top}" if top else "")]
     rate = math.ceil(1000 * dead / inputs) / 1000 if inputs else 1.0
     if top == "AudioNotFoundError" and idx.config.get("dataset") == "musiccaps":
@@ -139,8 +149,8 @@ def rejected_problem(idx: ShardIndex, path: Path) -> tuple[str, tuple[str, ...]]
     return problem, tuple(advice)
 
 
-def format_summary(s: SetSummary, root: Path, show_schema: bool = False) -> str:
-    rel = s.path.relative_to(root) if s.path != root else Path(".")
+def format_summary(s: SetSummary, root: Path | str, show_schema: bool = False) -> str:
+    rel = storage.relative(s.path, root)
     idx = s.index
     head = f"== {rel}"
     if idx is not None:
@@ -181,8 +191,8 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", action="store_true", help="print each set's Arrow schema")
     parser.add_argument("--report", help="also write a self-contained HTML report here")
     args = parser.parse_args(argv)
-    root = Path(args.path)
-    if not root.exists():
+    root: Path | str = args.path.rstrip("/") if storage.is_remote(args.path) else Path(args.path)
+    if not storage.exists(root):
         print(f"llark inspect: {root} does not exist", file=sys.stderr)
         return 2
     sets = find_sets(root)
@@ -203,7 +213,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.report:
         from pipelines.report import write_report
 
-        write_report(root, summaries, Path(args.report))
+        write_report(root, summaries, args.report)
         print(f"report: {args.report}")
     return 1 if incomplete else 0
 

@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import json
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE
+from llark import storage
 from llark.music import spell_key
 from pipelines.schema import EMBEDDING_DTYPE
 
@@ -36,8 +38,9 @@ CONFIDENCE_FIELDS = (("key", "key_confidence"), ("tempo", "tempo_confidence"),
                      ("meter", "meter_confidence"), ("chords", "chords_confidence"))
 
 
-def _parts(path: Path) -> list[Path]:
-    return sorted(path.glob("part-*.parquet"))
+def _parts(path: Path | str) -> list[str]:
+    """A set's Parquet parts (local or on a bucket)."""
+    return storage.list_files(path, "part-*.parquet", recursive=False)
 
 
 def _record(summary: Any) -> str:
@@ -110,7 +113,7 @@ def _confidence_hists(confidences: dict[str, list[float]], threshold: float) -> 
     return _png(fig)
 
 
-def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
+def collect(root: Path | str, summaries: list[Any]) -> dict[str, Any]:
     """Everything the plots need, read column-wise from the shard sets under ``root``."""
     data: dict[str, Any] = {
         "tempo": [], "keys": Counter(), "modes": Counter(), "chords": Counter(),
@@ -127,7 +130,7 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
         if s.index is not None:
             idx = s.index
             data["stages"].append({
-                "set": str(s.path.relative_to(root)) if s.path != root else ".",
+                "set": storage.relative(s.path, root),
                 "stage": idx.stage, "record": idx.record, "rows": s.rows,
                 "dead": sum(s.dead_letters.values()), "skipped": sum(idx.skipped.values()),
                 "detail": ", ".join(f"{k}={v}" for k, v in sorted(idx.skipped.items()))})
@@ -141,7 +144,7 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
                 data["threshold"] = float(idx.config["min_confidence"])
         norm_rows = 0
         for part in _parts(s.path):
-            pf = pq.ParquetFile(part)
+            pf = pq.ParquetFile(storage.open_input(part))   # range reads on a bucket
             names = pf.schema_arrow.names
             if rec in ("clip", "annotated_clip") and {"start_s", "end_s", "dataset"} <= set(names):
                 t = pf.read(columns=["dataset", "start_s", "end_s"]).to_pydict()
@@ -184,10 +187,11 @@ def collect(root: Path, summaries: list[Any]) -> dict[str, Any]:
                         norm = float(np.linalg.norm(frames.astype(np.float32), axis=1).mean())
                         data["norms"][f"{ds} ({rec})"].append(norm)
                         norm_rows += 1
-    for path in sorted(root.rglob("*.json")):
-        if path.parent.name == "eval" and not path.name.startswith("_"):
+    for path in storage.list_files(root, "*.json"):
+        folder, _, name = path.rpartition("/")
+        if storage.name(folder) == "eval" and not name.startswith("_"):
             try:
-                data["eval"][path.name] = json.loads(path.read_text())
+                data["eval"][name] = json.loads(storage.read_text(path))
             except json.JSONDecodeError:
                 continue
     return data
@@ -201,7 +205,7 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, f"{value:.4g}" if isinstance(value, float) else str(value)))
 
 
-def render(root: Path, data: dict[str, Any]) -> str:
+def render(root: Path | str, data: dict[str, Any]) -> str:
     plots: list[tuple[str, str | None]] = [
         ("Tempo (BPM)", _hist("Tempo", data["tempo"], "BPM")),
         ("Keys", _bar("Key", data["keys"], horizontal=True)),
@@ -227,7 +231,7 @@ def render(root: Path, data: dict[str, Any]) -> str:
            "table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;",
            "padding:.25em .5em;vertical-align:top;text-align:left}img{max-width:100%}",
            ".empty{color:#888;font-style:italic}</style></head><body>",
-           f"<h1>llark report</h1><p>{esc(str(root.resolve()))}</p>",
+           f"<h1>llark report</h1><p>{esc(root if storage.is_remote(root) else str(Path(root).resolve()))}</p>",
            "<h2>Stages</h2><table><tr><th>set</th><th>stage</th><th>record</th><th>rows</th>"
            "<th>dead letters</th><th>skipped</th><th>skip reasons</th></tr>"]
     for st in data["stages"]:
@@ -284,11 +288,16 @@ def render(root: Path, data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_report(root: Path, summaries: list[Any], out_path: Path) -> Path:
+def write_report(root: Path | str, summaries: list[Any], out_path: Path | str) -> Path | str:
     import matplotlib
 
     matplotlib.use("Agg")
     data = collect(root, summaries)
+    page = render(root, data)
+    if storage.is_remote(out_path):
+        storage.write_text(out_path, page)          # one object, visible once complete
+        return os.fspath(out_path)
+    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(render(root, data), encoding="utf-8")
+    out_path.write_text(page, encoding="utf-8")
     return out_path
