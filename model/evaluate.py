@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from llark.music import key_name, pitch_class
 from model.captions import CaptionPair, caption_scores
+from model.storage import local_input_file, output_folder
 
 NOTE = r"(?P<tonic>[A-G])(?P<acc>\s?(?:#|♯|b|♭|-?sharp|-?flat))?"
 MODE = r"(?P<mode>major|minor|maj|min|m)\b"
@@ -336,8 +337,9 @@ def markdown_report(metrics: dict[str, Any], source: str, note: str = SHARD_REFE
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """JSON lines of ``llark infer`` (a local file or a ``gs://``/``s3://`` object)."""
     records = []
-    with open(path) as f:
+    with open(local_input_file(path)) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -364,15 +366,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"llark eval: error: {ns.predictions} holds no predictions", file=sys.stderr)
         return 2
     metrics, scored = evaluate(records, meteor=not ns.no_meteor)
-    out = Path(ns.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    (out / "report.md").write_text(markdown_report(metrics, str(ns.predictions)))
-    with open(out / "_scored.jsonl", "w") as f:
-        for s in scored:
-            f.write(json.dumps({"clip_id": s.record.get("clip_id"), "task": s.record.get("task"),
-                                "prediction": s.record.get("prediction"), "parsed": s.parsed,
-                                "score": s.score}, ensure_ascii=False) + "\n")
+    with output_folder(ns.output) as out:       # a bucket folder is uploaded when complete
+        _write_scores(out, metrics, scored, str(ns.predictions))
     summary = ", ".join(f"{label} {metrics[t][k]:.3f}" for t, k, label in
                         (("key", "weighted_score", "key"), ("tempo", "acc1", "tempo"),
                          ("genre", "accuracy", "genre"), ("instruments", "micro_f1",
@@ -380,9 +375,22 @@ def run(argv: list[str] | None = None) -> int:
                          ("conversations", "token_f1", "conversations"),
                          ("captions", "bleu4", "BLEU-4"), ("captions", "cider_d", "CIDEr-D"))
                         if t in metrics)
+    where = ns.output.rstrip("/")
     print(f"llark eval: {metrics['n_scored']} of {metrics['n_predictions']} predictions scored: "
-          f"{summary or 'nothing scorable'} -> {out / 'metrics.json'}, {out / 'report.md'}")
+          f"{summary or 'nothing scorable'} -> {where}/metrics.json, {where}/report.md")
     return 0
+
+
+def _write_scores(out: Path, metrics: dict[str, Any], scored: list[Any],
+                  predictions: str) -> None:
+    """``metrics.json``, ``report.md`` and ``_scored.jsonl`` into the folder ``out``."""
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (out / "report.md").write_text(markdown_report(metrics, predictions))
+    with open(out / "_scored.jsonl", "w") as f:
+        for s in scored:
+            f.write(json.dumps({"clip_id": s.record.get("clip_id"), "task": s.record.get("task"),
+                                "prediction": s.record.get("prediction"), "parsed": s.parsed,
+                                "score": s.score}, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -35,6 +35,7 @@ from model.checkpoint import WEIGHTS_FILE, CheckpointError, load_weights, resolv
 from model.data import Sample, collate, open_shard_set, read_rows
 from model.masking import build_prompt
 from model.modeling import MusicLM, ModelSpec, audio_token_ids, build_model, read_spec
+from model.storage import fetch_checkpoint, output_file
 from pipelines.schema import decode_embedding
 
 INFER_COLUMNS = ["id", "dataset", "split", "genres", "instruments", "tags", "annotation",
@@ -227,8 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> int:
-    from tqdm.auto import tqdm
-
     ns = build_parser().parse_args(argv)
     if ns.audio and not ns.prompt:
         print("llark infer: error: --audio needs --prompt", file=sys.stderr)
@@ -240,11 +239,12 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     device = ("cuda" if torch.cuda.is_available() else "cpu") if ns.device == "auto" else ns.device
     try:
-        model, tokenizer, spec = load_for_inference(ns.checkpoint, device,
+        checkpoint = fetch_checkpoint(ns.checkpoint)    # a bucket's is downloaded (cached)
+        model, tokenizer, spec = load_for_inference(checkpoint, device,
                                                     getattr(torch, ns.dtype))
         torch.manual_seed(ns.seed)                  # after building (which seeds the init)
         gen = GenerationConfig(ns.max_new_tokens, ns.temperature, ns.top_p, ns.batch_size,
-                               system_prompt=_system_prompt(ns.checkpoint))
+                               system_prompt=_system_prompt(checkpoint))
         if ns.audio:
             requests = [audio_request(ns.audio, ns.prompt, spec, ns.encoder, ns.start_s,
                                       ns.device)]
@@ -256,14 +256,27 @@ def run(argv: list[str] | None = None) -> int:
     except (LlarkError, CheckpointError, FileNotFoundError) as exc:
         print(f"llark infer: error: {exc}", file=sys.stderr)
         return 2
-    if ns.output:
-        os.makedirs(os.path.dirname(os.path.abspath(ns.output)), exist_ok=True)
-    out = open(ns.output, "w") if ns.output else sys.stdout
+    with output_file(ns.output) if ns.output else nullcontext(None) as local_output:
+        answers = _answer_all(model, tokenizer, requests, gen, device, ns.batch_size,
+                              local_output)
+    clips = len({r.clip_id for r in requests})
+    print(f"llark infer: {len(answers)} answers for {clips} clip(s) from {spec.lm} "
+          f"({'greedy' if ns.temperature <= 0 else f'temperature {ns.temperature}'})"
+          + (f" -> {ns.output}" if ns.output else ""), file=sys.stderr)
+    return 0
+
+
+def _answer_all(model: Any, tokenizer: Any, requests: list[Any], gen: GenerationConfig,
+                device: str, batch_size: int, output: Path | None) -> list[str]:
+    """Generate every answer, writing prediction records to ``output`` (stdout when None)."""
+    from tqdm.auto import tqdm
+
+    out = open(output, "w") if output is not None else sys.stdout
     answers: list[str] = []
     try:
-        bar = tqdm(total=len(requests), desc="infer", disable=not ns.output, file=sys.stderr)
-        for start in range(0, len(requests), ns.batch_size):
-            chunk = requests[start:start + ns.batch_size]
+        bar = tqdm(total=len(requests), desc="infer", disable=output is None, file=sys.stderr)
+        for start in range(0, len(requests), batch_size):
+            chunk = requests[start:start + batch_size]
             got = generate(model, tokenizer, chunk, gen, device)
             for r, a in zip(chunk, got):
                 out.write(json.dumps(prediction_record(r, a), ensure_ascii=False) + "\n")
@@ -272,13 +285,9 @@ def run(argv: list[str] | None = None) -> int:
             bar.update(len(chunk))
         bar.close()
     finally:
-        if ns.output:
+        if output is not None:
             out.close()
-    clips = len({r.clip_id for r in requests})
-    print(f"llark infer: {len(answers)} answers for {clips} clip(s) from {spec.lm} "
-          f"({'greedy' if ns.temperature <= 0 else f'temperature {ns.temperature}'})"
-          + (f" -> {ns.output}" if ns.output else ""), file=sys.stderr)
-    return 0
+    return answers
 
 
 def _system_prompt(checkpoint: str | Path) -> str:
