@@ -15,6 +15,8 @@ Java process for it. Scores are in [0, 1] except CIDEr-D (0..10).
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
 import shutil
 import subprocess
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
-METEOR_TIMEOUT_S = 60.0    # waiting for the killed Java process to exit
+METEOR_TIMEOUT_S = 60.0    # waiting for an ended Java process to exit
 
 
 @dataclass(frozen=True)
@@ -88,37 +90,92 @@ class MeteorUnavailable(RuntimeError):
     """METEOR could not run here (no Java, or the Java process failed); the message says why."""
 
 
-def meteor_score(gts: dict[int, list[str]], res: dict[int, list[str]]
-                 ) -> tuple[float, list[float]]:
-    """METEOR 1.5 through pycocoevalcap's Java scorer: (corpus score, score per caption), of
-    ``res[i] = [caption]`` against ``gts[i] = references``. The process is always ended."""
+def _require_java() -> None:
     if shutil.which("java") is None:
         raise MeteorUnavailable("METEOR needs Java and `java` is not on PATH (Debian: apt-get "
                                 "install default-jre-headless; `make system-deps` does it)")
-    from pycocoevalcap.meteor.meteor import Meteor
 
-    scorer = Meteor()
-    try:
-        score, scores = scorer.compute_score(gts, res)
-        return float(score), [float(x) for x in scores]
-    except (ValueError, BrokenPipeError, OSError) as exc:
-        err = b""
-        scorer.meteor_p.kill()
+
+class MeteorProcess:
+    """One METEOR 1.5 Java process (pycocoevalcap's jar, command and stdio protocol) that
+    scores any number of caption sets: starting Java and loading the paraphrase table costs
+    5-30 s, so ``llark eval`` pays it once, not once per dataset it reports."""
+
+    def __init__(self) -> None:
+        _require_java()
+        import pycocoevalcap.meteor.meteor as pycoco_meteor
+
+        self._proc = subprocess.Popen(
+            ["java", "-jar", "-Xmx2G", pycoco_meteor.METEOR_JAR, "-", "-", "-stdio", "-l", "en",
+             "-norm"], cwd=os.path.dirname(os.path.abspath(pycoco_meteor.__file__)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._lock = threading.Lock()
+
+    def _ask(self, line: str) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write((line + "\n").encode())
+        self._proc.stdin.flush()
+
+    def _read(self) -> str:
+        assert self._proc.stdout is not None
+        out = self._proc.stdout.readline()
+        if not out:
+            raise MeteorUnavailable(f"the METEOR Java process ended: {self._stderr()}")
+        return out.decode().strip()
+
+    def _stderr(self) -> str:
+        self._proc.kill()
         try:
-            _, err = scorer.meteor_p.communicate(timeout=10)
+            _, err = self._proc.communicate(timeout=METEOR_TIMEOUT_S)
         except (subprocess.TimeoutExpired, ValueError, OSError):
-            pass
-        raise MeteorUnavailable(f"the METEOR Java process failed ({type(exc).__name__}: {exc}); "
-                                f"its stderr: {err.decode(errors='replace')[-500:]}") from exc
-    finally:
-        # A failed compute_score leaves pycocoevalcap's lock held, and its __del__ takes the
-        # lock: give it a free one, and end the process here rather than at garbage collection.
-        scorer.lock = threading.Lock()
-        proc = scorer.meteor_p
-        if proc.stdin is not None and not proc.stdin.closed:
+            return "(no stderr)"
+        return (err or b"").decode(errors="replace")[-500:]
+
+    def score(self, gts: dict[int, list[str]], res: dict[int, list[str]]
+              ) -> tuple[float, list[float]]:
+        """(corpus score, score per caption) of ``res[i] = [caption]`` against ``gts[i]``."""
+        if gts.keys() != res.keys():
+            raise ValueError("METEOR needs the same caption ids in references and predictions")
+        with self._lock:
             try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        proc.kill()
-        proc.wait(timeout=METEOR_TIMEOUT_S)
+                stats = []
+                for i in gts:
+                    hyp = res[i][0].replace("|||", "").replace("  ", " ")
+                    self._ask(" ||| ".join(("SCORE", " ||| ".join(gts[i]), hyp)))
+                    stats.append(self._read())
+                self._ask("EVAL ||| " + " ||| ".join(stats))
+                per_caption = [float(self._read()) for _ in gts]
+                return float(self._read()), per_caption
+            except (BrokenPipeError, OSError, ValueError) as exc:
+                raise MeteorUnavailable(f"the METEOR Java process failed ({type(exc).__name__}: "
+                                        f"{exc}): {self._stderr()}") from exc
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            if self._proc.stdin is not None:
+                try:
+                    self._proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            self._proc.kill()
+            self._proc.wait(timeout=METEOR_TIMEOUT_S)
+
+
+_METEOR: MeteorProcess | None = None
+
+
+def meteor_score(gts: dict[int, list[str]], res: dict[int, list[str]]
+                 ) -> tuple[float, list[float]]:
+    """METEOR 1.5: (corpus score, score per caption). The Java process starts on first use and
+    serves the rest of the run (it is ended at exit, or at once after a failure)."""
+    global _METEOR
+    _require_java()
+    if _METEOR is None or _METEOR._proc.poll() is not None:
+        _METEOR = MeteorProcess()
+        atexit.register(_METEOR.close)
+    try:
+        return _METEOR.score(gts, res)
+    except MeteorUnavailable:
+        _METEOR.close()
+        _METEOR = None
+        raise
