@@ -31,7 +31,7 @@ import torch
 from llark.config import add_arguments, from_args, to_dict
 from llark.errors import ConfigError, ShardError
 from model.checkpoint import (CHECKPOINTS, OPTIMIZER_FILE, WEIGHTS_FILE, CheckpointError,
-                              TrainerState, WarmupSchedule, checkpoint_name,
+                              TrainerState, WarmupSchedule, checkpoint_name, clean_name,
                               config_differences, finish, latest_checkpoint, load_optimizer,
                               load_rng, load_weights, make_scheduler, read_state,
                               save_optimizer, save_rng, scheduler_state, write_model_files)
@@ -39,7 +39,7 @@ from model.config import DATA_ORDER_KEYS, PLAN_KEYS, STRUCTURAL_KEYS, TrainConfi
 from model.data import (Batch, ShardStream, StreamConfig, StreamState, make_loader,
                         open_shard_set)
 from model.masking import IGNORE_INDEX
-from model.modeling import (SPEC_FILE, MusicLM, ModelSpec, build_model, build_tokenizer,
+from model.modeling import (SPEC_FILE, ModelSpec, build_model, build_tokenizer,
                             count_parameters, enable_gradient_checkpointing, read_spec)
 
 METRICS_FILE = "metrics.jsonl"
@@ -80,12 +80,23 @@ def resolve_trackers(names: tuple[str, ...]) -> list[str]:
     return sorted(set(out))
 
 
-def make_optimizer(model: MusicLM, cfg: TrainConfig) -> torch.optim.AdamW:
+def no_decay_names(model: torch.nn.Module) -> set[str]:
+    """Parameters AdamW does not decay: biases and other 1-D ones (norms), by clean name."""
+    return {clean_name(n) for n, p in model.named_parameters()
+            if p.ndim < 2 or n.endswith(".bias")}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig,
+                   no_decay_of: set[str] | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters: group 0 decayed, group 1 not. ``no_decay_of``
+    (names from :func:`no_decay_names` of the unwrapped model) is needed when ``model`` is
+    already FSDP-wrapped: its parameters are then flat 1-D shards whatever their shape."""
+    skip = no_decay_of if no_decay_of is not None else no_decay_names(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
+        (no_decay if clean_name(name) in skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
@@ -278,7 +289,7 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
           resume: bool = True) -> TrainResult:
     """Train until ``cfg.max_steps`` (or ``stop_at``, which simulates an interruption)."""
     from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, gather_object, set_seed
+    from accelerate.utils import DistributedType, broadcast_object_list, gather_object, set_seed
     from tqdm.auto import tqdm
 
     output = Path(output)
@@ -314,8 +325,11 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
     model = build_model(spec, tokenizer, seed=cfg.seed, hub_download=cfg.hub_download)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    optimizer = make_optimizer(model, cfg)
-    raw_optimizer = optimizer                 # the schedule drives its param groups
+    # FSDP: the optimizer is made after the model is wrapped (accelerate remaps an earlier
+    # one only for FSDP2; the meta parameters of cpu-ram-efficient loading are replaced)
+    fsdp = acc.distributed_type == DistributedType.FSDP
+    skip_decay = no_decay_names(model)
+    optimizer = None if fsdp else make_optimizer(model, cfg, skip_decay)
     state = TrainerState(world_size=world, config=to_dict(cfg))
 
     ckpt = latest_checkpoint(output) if resume else None
@@ -337,7 +351,14 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
 
     if acc.state.deepspeed_plugin is not None:
         configure_deepspeed(acc.state.deepspeed_plugin.deepspeed_config, cfg, accum)
-    model, optimizer = acc.prepare(model, optimizer)
+    if fsdp:
+        model = acc.prepare(model)
+        optimizer = make_optimizer(model, cfg, skip_decay)
+    raw_optimizer = optimizer                 # the schedule drives its param groups
+    if fsdp:
+        optimizer = acc.prepare(optimizer)
+    else:
+        model, optimizer = acc.prepare(model, optimizer)
     if ckpt is not None:
         if _is_sharded(acc):
             acc.load_state(str(ckpt / "accelerate_state"))

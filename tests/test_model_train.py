@@ -520,3 +520,26 @@ def test_deepspeed_config_gets_the_trainers_batch_accumulation_and_clipping():
             c["gradient_clipping"]) == (4, 2, 0.5)
     assert c["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     assert c["train_batch_size"] == "auto"          # accelerate derives 4 x 2 x processes
+
+
+def test_optimizer_groups_come_from_the_unwrapped_model():
+    """Under FSDP the optimizer is made after wrapping, when every parameter is a flat 1-D
+    shard: the decay groups then come from the names of the unwrapped model."""
+    from model.modeling import ModelSpec, tiny_tokenizer
+    from model.train import make_optimizer, no_decay_names
+
+    cfg = TrainConfig(tiny_hidden_size=32, tiny_intermediate_size=64, weight_decay=0.1)
+    model = build_model(ModelSpec.from_config(cfg, 8), tiny_tokenizer())
+    plain = make_optimizer(model, cfg)
+    names = no_decay_names(model)
+    assert "projector.net.bias" in names and "lm.model.norm.weight" in names
+    assert "projector.net.weight" not in names
+    flat = build_model(ModelSpec.from_config(cfg, 8), tiny_tokenizer())
+    for p in flat.parameters():                   # what FSDP's sharded views look like
+        p.data = p.data.reshape(-1)
+    # from the flat shards alone every parameter would look 1-D: nothing would be decayed
+    assert make_optimizer(flat, cfg).param_groups[0]["params"] == []
+    wrapped = make_optimizer(flat, cfg, names)
+    assert [len(g["params"]) for g in wrapped.param_groups] == \
+        [len(g["params"]) for g in plain.param_groups]
+    assert [g["weight_decay"] for g in wrapped.param_groups] == [0.1, 0.0]
