@@ -12,13 +12,17 @@ with a fixed reply latency (default 200 ms), then:
   the CPU time per request in that window is summed over this process, its descendants (the
   runner's workers) and, apart, the server (``psutil``). The rerun must send nothing and write
   the same records.
+* **the HTTP call alone** (``--client-requests``): CPU per request of ``OpenAIChatBackend``'s
+  call against the openai client's own ``post`` of the same body, one thread, on a second
+  server without latency;
 * **thread-pool levels** (``--levels``): distinct (clip, mir) units through the generator the
   stage uses (prompt building, the ``openai`` client, the reply cache, parsing, validation,
   grounding) on a pool of that many threads in this process, after one untimed warm-up round;
   bound ``concurrency / latency``; then again from the warm cache.
 
     .venv/bin/python benchmarks/instruct_throughput.py [--latency 0.2] [--levels 1,8,32,128]
-        [--stage 5000] [--stage-workers 2] [--stage-concurrency 32] [--markdown FILE]
+        [--stage 5000] [--stage-workers 2] [--stage-concurrency 32] [--input-shards 1]
+        [--client-requests 300] [--markdown FILE]
 """
 from __future__ import annotations
 
@@ -209,8 +213,8 @@ def output_rows(out: Path) -> list[str]:
                   for r in pq.read_table(out / e.path).to_pylist())
 
 
-def run_stage_job(url: str, server_pid: int, n_clips: int, concurrency: int, workers: int
-                  ) -> tuple[list[JobRun], bool]:
+def run_stage_job(url: str, server_pid: int, n_clips: int, concurrency: int, workers: int,
+                  input_shards: int = 1) -> tuple[list[JobRun], bool]:
     """The whole ``llark instruct`` job (the command's own entry point, DirectRunner with
     ``workers`` processes) on ``n_clips`` annotated clips (mir: one request each), then the
     same job again (``--force``) from the warm cache. Returns both runs and whether the
@@ -221,7 +225,8 @@ def run_stage_job(url: str, server_pid: int, n_clips: int, concurrency: int, wor
     runs = []
     with tempfile.TemporaryDirectory(prefix="llark-bench-stage-") as tmp:
         root = Path(tmp)
-        s.write_record_set(root / "ann", annotated_rows(n_clips), "annotated_clip", "annotate")
+        s.write_record_set(root / "ann", annotated_rows(n_clips), "annotated_clip", "annotate",
+                           rows_per_shard=-(-n_clips // input_shards))
         argv = ["--input", str(root / "ann"), "--output", str(root / "out"), "--llm", "openai",
                 "--base-url", url, "--model", "bench-model", "--families", "mir",
                 "--concurrency", str(concurrency), "--cache-dir", str(root / "cache"),
@@ -252,6 +257,53 @@ def run_stage_job(url: str, server_pid: int, n_clips: int, concurrency: int, wor
                                int(index.counts["llm_cache_hits"]), first, rate, per_req,
                                most_in_flight(new), held, latency))
     return runs, outputs[0] == outputs[1]
+
+
+def client_cpu(n: int) -> str:
+    """CPU per request of the HTTP call alone, one thread, against a second server with no
+    latency: ``OpenAIChatBackend._send`` (the openai client's URL and headers, the request on
+    its httpx client) against the openai client's own ``post`` of the same body."""
+    from annotate.instruct.prompts import ChatMessage
+
+    proc, url = start_server(0.0)
+    try:
+        chat = OpenAIChatBackend(LLMSettings(model="bench-model", base_url=url), "bench-key")
+        msgs = [m.as_dict() for m in (ChatMessage("system", "Task family: mir " + "x" * 2000),
+                                      ChatMessage("user", "hello " * 200))]
+        body = {"model": "bench-model", "messages": msgs, **chat.params(True)}
+        import openai
+        from openai.types.chat import ChatCompletion
+
+        client = openai.OpenAI(api_key="bench-key", base_url=url, max_retries=0)
+        calls = {"ours (_send)": ClientCall(chat, msgs, None),
+                 "openai client.post": ClientCall(client, body, ChatCompletion)}
+        rows = []
+        for name, call in calls.items():
+            call()
+            cpu = []
+            for _rep in range(3):
+                start = time.process_time()
+                for _i in range(n):
+                    call()
+                cpu.append((time.process_time() - start) / n * 1000)
+            rows.append(f"| {name} | {n} x 3 | {min(cpu):.2f} | {max(cpu):.2f} |")
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    return ("| HTTP call | requests | CPU ms per request (best of 3) | (worst of 3) |\n"
+            "|---|---:|---:|---:|\n" + "\n".join(rows))
+
+
+class ClientCall:
+    """One request through ours (``cast_to`` None) or the openai client (no closures)."""
+
+    def __init__(self, target: object, payload: object, cast_to: object) -> None:
+        self.target, self.payload, self.cast_to = target, payload, cast_to
+
+    def __call__(self) -> object:
+        if self.cast_to is None:
+            return self.target._send(self.payload, Counter())
+        return self.target.post("/chat/completions", cast_to=self.cast_to, body=self.payload)
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
@@ -323,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="clips (= requests) of the whole llark instruct job (0 = none)")
     parser.add_argument("--stage-concurrency", type=int, default=32)
     parser.add_argument("--stage-workers", type=int, default=2)
+    parser.add_argument("--client-requests", type=int, default=300,
+                        help="requests of the HTTP-call CPU comparison (0 = none)")
+    parser.add_argument("--input-shards", type=int, default=1,
+                        help="Parquet files the annotated clips are written in")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
 
@@ -330,14 +386,18 @@ def main(argv: list[str] | None = None) -> int:
     proc, url = start_server(args.latency)
     tables = []
     try:
+        if args.client_requests:
+            tables.append("HTTP call alone, one thread, server without latency:\n\n"
+                          + client_cpu(args.client_requests))
         if levels:
             tables.append("Thread pool in one process (no Beam):\n\n" + level_table(
                 levels, url, args.latency, args.min_requests, args.per_thread))
         if args.stage:
             runs, same = run_stage_job(url, proc.pid, args.stage, args.stage_concurrency,
-                                       args.stage_workers)
+                                       args.stage_workers, args.input_shards)
             tables.append(
-                f"Whole `llark instruct` job ({args.stage} clips, mir: one request each; "
+                f"Whole `llark instruct` job ({args.stage} clips in {args.input_shards} "
+                "Parquet file(s), mir: one request each; "
                 f"DirectRunner, {args.stage_workers} worker processes x `--concurrency "
                 f"{args.stage_concurrency}`; Beam start-up, Parquet write and commit in the "
                 "wall time; steady state = between the 10th and 90th percentile reply):\n\n"
