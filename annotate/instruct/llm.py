@@ -6,7 +6,7 @@ accounting.
 llama.cpp server, Ollama) given by ``base_url``: the ``openai`` 3.x client resolves the URL and
 the headers (key, organisation, project, user agent), and each ``POST /chat/completions`` goes
 out on an ``httpx`` client with the openai client's defaults (its request and reply layers cost
-~1 ms of CPU per request, most of what a request costs us; see docs/benchmarks.md):
+≈0.7 ms of CPU per request more; see docs/benchmarks.md):
 
 * the API key comes only from the environment variable named by ``api_key_env`` (default
   ``OPENAI_API_KEY``); it is never logged, stored, cached or put into an error message (server
@@ -180,8 +180,8 @@ class OpenAIChatBackend:
         # OPENAI_BASE_URL, else api.openai.com), the Authorization header, the organisation and
         # project headers (OPENAI_ORG_ID, OPENAI_PROJECT_ID) and its user agent. The request
         # itself goes out on an httpx client with the openai client's defaults (connection
-        # limits, redirects): the openai client's own request and reply layers cost ~1 ms of
-        # CPU per request, a third of the stage's (docs/benchmarks.md).
+        # limits, redirects): the openai client's own request and reply layers cost ≈0.7 ms
+        # more CPU per request (docs/benchmarks.md).
         client = openai.OpenAI(api_key=api_key, base_url=settings.base_url or None,
                                timeout=settings.timeout_s, max_retries=0)
         self._url = str(client.base_url).rstrip("/") + "/chat/completions"
