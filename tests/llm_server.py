@@ -124,6 +124,7 @@ class LLMServer:
         self._admitted = 0
         self.max_in_flight = 0
         self.auth_headers: list[str] = []
+        self.headers: list[dict[str, str]] = []       # every chat request's headers
         self.bodies: list[dict[str, Any]] = []
         self.timings: list[tuple[float, float]] = []   # (arrival, reply sent) per HTTP-200 reply
         self._lock = threading.Lock()
@@ -186,9 +187,11 @@ class LLMServer:
         with self._lock:
             self.in_flight -= 1
 
-    def _note(self, body: dict[str, Any], auth: str, behaviour: str) -> str:
+    def _note(self, body: dict[str, Any], auth: str, behaviour: str,
+              headers: dict[str, str] | None = None) -> str:
         """Record a chat request; returns its behaviour (``slow`` for a listed ordinal)."""
         with self._lock:
+            self.headers.append(dict(headers or {}))
             self.requests += 1
             if self.requests in self.slow_requests:
                 behaviour = "slow"
@@ -332,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = json.loads(raw or b"{}")
         auth = self.headers.get("Authorization", "")
-        behaviour = owner._note(body, auth, owner._choose(body))
+        behaviour = owner._note(body, auth, owner._choose(body), dict(self.headers.items()))
         if owner.latency_s:
             # the reply leaves latency_s after the request arrived, like a model server whose
             # own overhead is part of its latency: this Python server's parsing of a burst of

@@ -320,6 +320,19 @@ def test_many_requests_in_flight(server):
     assert server.max_in_flight >= 8          # threads really overlap their requests
 
 
+def test_openai_client_headers_go_out(server, monkeypatch):
+    """The openai client's headers (organisation and project from its environment variables,
+    its user agent) are sent with our requests."""
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-llark-test")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-llark-test")
+    backend(server).complete(HELLO, Counter())
+    sent = server.headers[-1]
+    assert sent["OpenAI-Organization"] == "org-llark-test"
+    assert sent["OpenAI-Project"] == "proj-llark-test"
+    assert sent["User-Agent"].startswith("OpenAI/Python")
+    assert server.auth_headers == [f"Bearer {KEY}"]
+
+
 def test_reply_that_is_not_json_is_a_clear_error(server):
     server.script("hello", "html")
     with pytest.raises(LLMError, match="not a JSON object .*It works.*OpenAI-compatible /v1"):
