@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 
 from llark.demo import corpus as demo_data
-from llark.demo.corpus import MTAT_TAGS, MUSICCAPS_COLUMNS, run
+from llark.demo.corpus import MTAT_TAGS, MUSICCAPS_COLUMNS, SCALES, mtat_folders, run
+from pipelines.datasets.magnatagatune import DEFAULT_SPLIT, SPLIT_SCHEMES, split_of
 
 AUDIO_EXTS = {".wav", ".mp3", ".ogg", ".flac"}
 
@@ -128,16 +129,17 @@ def test_magnatagatune_csvs(corpus: Path, truth: dict[str, Any]) -> None:
                                   "segmentStart", "segmentEnd", "original_url", "mp3_path"]
     assert info["clip_id"].tolist() == ann["clip_id"].tolist()
     assert info["mp3_path"].tolist() == ann["mp3_path"].tolist()
-    folders = {p.split("/")[0] for p in ann["mp3_path"]}
-    assert folders & set("0123456789a") and folders & set("bc") and folders & set("def")
     assert all("-" in p for p in ann["mp3_path"])
     by_path = {t["path"]: t for t in truth["files"].values() if t["dataset"] == "magnatagatune"}
+    splits = {split_of(p) for p in ann["mp3_path"] if f"magnatagatune/{p}" in by_path}
+    assert splits == {"train", "validation", "test"}      # under the reader's default split
     for row in ann.itertuples():
         rel = f"magnatagatune/{row.mp3_path}"
         assert (corpus / rel).exists()
         if rel in by_path:
             t = by_path[rel]
             assert (t["sample_rate_hz"], t["channels"]) == (16000, 1)
+            assert t["split"] == split_of(row.mp3_path, DEFAULT_SPLIT)
             assert t["duration_s"] == pytest.approx(29.1)
             names = {i["name"] for i in t["instruments"]}
             tags = {tag for tag in MTAT_TAGS if ann.loc[row.Index, tag] == 1}
@@ -147,6 +149,17 @@ def test_magnatagatune_csvs(corpus: Path, truth: dict[str, Any]) -> None:
                 assert "no drums" in tags
             if "piano" in names:
                 assert "piano" in tags
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+@pytest.mark.parametrize("scheme", sorted(SPLIT_SCHEMES))
+def test_every_scale_has_mtt_clips_in_each_split(scale: str, scheme: str) -> None:
+    """``llark run`` trains on train and infers on the held-out splits: each must be non-empty."""
+    n = SCALES[scale]["magnatagatune"]
+    folders = mtat_folders(n)
+    assert len(folders) == n + 1                          # the good clips, then the broken one
+    assert {split_of(f"{f}/x.mp3", scheme) for f in folders[:n]} == {
+        "train", "validation", "test"}
 
 
 def test_fma_metadata(corpus: Path, truth: dict[str, Any]) -> None:

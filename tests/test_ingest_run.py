@@ -156,3 +156,11 @@ def test_ingest_of_the_whole_demo_corpus(tmp_path: Path) -> None:
                 assert heard == {i["gm_name"] for i in t["instruments"] if not i["is_drum"]}
         if dataset == "musiccaps":
             assert all(c.end_s - c.start_s == pytest.approx(10.0, abs=0.05) for c in clips)
+        if dataset == "magnatagatune":
+            # the corpus writes the reader's split (default 12-1-3), and every split is present
+            split_by_path = {rel: t["split"] for rel, t in truth["files"].items()
+                             if t["dataset"] == dataset}
+            got = {rel: c.split for c in clips for rel in split_by_path
+                   if c.audio_uri.endswith(rel)}
+            assert got == split_by_path
+            assert set(got.values()) == {"train", "validation", "test"}

@@ -57,6 +57,7 @@ from llark.demo.synth import (
     random_song_spec,
     render_song,
 )
+from pipelines.datasets.magnatagatune import DEFAULT_SPLIT, split_of
 
 GROUND_TRUTH_NAME: Final[str] = "ground_truth.json"
 GROUND_TRUTH_VERSION: Final[int] = 1
@@ -469,18 +470,28 @@ def _mtat_slug(text: str) -> str:
 _MTAT_STYLES: Final[tuple[str, ...]] = ("classical", "electronic", "folk", "rock", "pop", "ambient")
 
 
+def mtat_folders(n: int) -> list[str]:
+    """The MagnaTagATune folders of ``n`` good clips, then the broken one's (index ``n``).
+
+    Chosen so that every scale with ``n >= 3`` has a clip in each of train, validation and test
+    under the reader's default split (``pipelines.datasets.magnatagatune.DEFAULT_SPLIT``: ``c``
+    is the only validation folder), and under ``11-2-3`` too.
+    """
+    plan = ["f", "0", "c", "5", "a", "d", "3", "b", "e"] if n > 3 else ["f", "2", "c"]
+    good = [plan[i] if i < len(plan) else format(i % 16, "x") for i in range(n)]
+    return good + ["e" if n > 3 else "7"]
+
+
 def _mtat(c: _Corpus, n: int) -> None:
     ds = "magnatagatune"
-    folders = ["f", "0", "5", "a", "b", "d", "3", "c", "e"] if n > 3 else ["f", "2", "c"]
+    folders = mtat_folders(n)
     clip_ids = sorted(int(x) for x in c.rng.choice(np.arange(2, 58909), n + 1, replace=False))
     ann_rows: list[list[str]] = []
     info_rows: list[list[str]] = []
     segments = ((30, 59), (0, 29), (59, 88), (88, 117))
     for i in range(n + 1):
         broken = i == n
-        folder = folders[i] if i < len(folders) else format(i % 16, "x")
-        if broken:
-            folder = "e" if n > 3 else "7"
+        folder = folders[i]
         artist, album, title = _MTAT_NAMES[i % len(_MTAT_NAMES)]
         track = i + 1
         seg_start, seg_end = segments[i % len(segments)]
@@ -499,10 +510,8 @@ def _mtat(c: _Corpus, n: int) -> None:
         else:
             style = _MTAT_STYLES[i % len(_MTAT_STYLES)]
             song = render_song(c.song(29.1, style=style), 16000)
-            split = ("train" if folder in "0123456789a" else
-                     "validation" if folder in "bc" else "test")
             c.add_audio(f"{ds}/{rel_mp3}", song, ds, str(clip_ids[i]),
-                        {"clip_id": clip_ids[i], "split": split})
+                        {"clip_id": clip_ids[i], "split": split_of(rel_mp3, DEFAULT_SPLIT)})
             tags.update(_MTAT_STYLE_TAGS[style])
             for name in song.spec.instrument_names:
                 tags.update(_MTAT_INSTRUMENT_TAGS[name])
