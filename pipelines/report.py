@@ -30,6 +30,7 @@ from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE
 from llark import storage
 from llark.music import spell_key
 from pipelines.schema import EMBEDDING_DTYPE
+from pipelines.stage import percent
 
 MAX_SAMPLE_QA = 12
 NORM_ROWS_PER_SET = 2000
@@ -253,7 +254,7 @@ def render(root: Path | str, data: dict[str, Any]) -> str:
         for name, _column in CONFIDENCE_FIELDS:
             values = conf[name]
             low = sum(v < threshold for v in values)
-            share = f"{low} ({low / len(values):.0%})" if values else "—"
+            share = f"{low} ({percent(low, len(values))})" if values else "—"
             median = f"{float(np.median(values)):.2f}" if values else "—"
             out.append(f"<tr><td>{name}</td><td>{len(values)}</td><td>{share}</td>"
                        f"<td>{median}</td></tr>")

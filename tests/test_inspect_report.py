@@ -146,8 +146,8 @@ def test_report_plots_confidences_against_the_instruct_threshold(tmp_path):
     page = write_report(tmp_path, summaries, tmp_path / "r.html").read_text()
     assert "<h3>Annotation confidences</h3><img class='plot'" in page
     assert "Below 0.40 (the instruct threshold)" in page
-    assert "<tr><td>key</td><td>4</td><td>2 (50%)</td><td>0.38</td></tr>" in page
-    assert "<tr><td>tempo</td><td>4</td><td>1 (25%)</td><td>0.90</td></tr>" in page
+    assert "<tr><td>key</td><td>4</td><td>2 (50.0%)</td><td>0.38</td></tr>" in page
+    assert "<tr><td>tempo</td><td>4</td><td>1 (25.0%)</td><td>0.90</td></tr>" in page
     assert "Bb minor, 120 BPM" in page and "A# minor" not in page
 
 
