@@ -3,8 +3,9 @@ dataset on where its facts come from, and one few-shot example per family (a mad
 the reply we want, which passes our own validation and grounding; a test checks that).
 
 :data:`PROMPT_VERSION` is stored with every record the prompts produce. Change any text here
-and bump it: ``tests/test_instruct_prompts.py`` holds a fingerprint of these texts and fails
-until the version and the fingerprint are updated together.
+and bump it: ``tests/test_instruct_template.py`` holds the fingerprint of these texts for every
+released version (``PROMPT_FINGERPRINTS``, append-only) and fails until the bumped version's
+fingerprint is appended there.
 """
 
 from __future__ import annotations
