@@ -28,7 +28,7 @@ EXTRAS = {
         "music21==10.5.1",        # the development set's scores (benchmarks/devset.py)
         "mido>=1.3",              # humanised MIDI for FluidSynth (llark/demo/score.py)
     ],
-    "llm": ["openai>=3,<4"],
+    "llm": ["openai>=3,<4", "httpx2>=2.12,<3"],   # httpx2: the openai client's HTTP library, used directly
     "train": [
         "torch==2.13.0",
         "transformers>=5,<6",
