@@ -60,8 +60,8 @@ def test_ingest_job_size_does_not_grow_with_the_data(tmp_path: Path, capsys) -> 
     assert b1 < 200_000, sizes
 
 
-def test_every_beam_stage_builds_its_dataflow_job_offline(tmp_path: Path, capsys) -> None:
-    from pipelines import annotate, embed, shards
+def test_every_other_beam_stage_builds_its_dataflow_job_offline(tmp_path: Path, capsys) -> None:
+    from pipelines import annotate, embed, instruct, shards
 
     clips = make_clips(tmp_path / "audio", 2, seconds=1.0)
     clip_dir = write_set(tmp_path / "clips", "clip", [c.to_row() for c in clips])
@@ -72,6 +72,7 @@ def test_every_beam_stage_builds_its_dataflow_job_offline(tmp_path: Path, capsys
     runs = {
         "annotate": (annotate.run, ["--input", str(clip_dir)]),
         "embed": (embed.run, ["--input", str(clip_dir)]),
+        "instruct": (instruct.run, ["--input", str(dummy["annotated_clip"]), "--llm", "template"]),
         "shards": (shards.run, ["--clips", str(clip_dir), "--annotations", str(dummy["annotated_clip"]),
                                 "--instructions", str(dummy["instruction"]),
                                 "--embeddings", str(dummy["embedding"])]),
