@@ -290,8 +290,11 @@ def write_dead_letters(lines: beam.PCollection, label: str, staging: str,
     name = label.replace(" ", "_").replace(":", "-")
     if not counted:
         lines = lines | f"{label}:Count" >> beam.ParDo(CountDeadFn())
+    # skip_if_empty: no file for no lines (Beam's S3 writer cannot finish an empty object: a
+    # multipart upload with no part is refused with MalformedXML, by moto and by S3 alike)
     lines | f"{label}:Write" >> beam.io.WriteToText(f"{staging}/dead/{name}",
-                                                     file_name_suffix=".jsonl")
+                                                     file_name_suffix=".jsonl",
+                                                     skip_if_empty=True)
 
 
 def dead_letter_json(stage: str, element: Any, exc: LlarkError) -> str:
@@ -319,7 +322,8 @@ def with_dead_letters(pcoll: beam.PCollection, label: str, fn: beam.DoFn, stage:
     write_dead_letters(results[DEAD_TAG], f"{label}:Direct", staging)
     (results[SKIP_TAG] | f"{label}:CountSkipped" >> beam.ParDo(CountSkippedFn())
      | f"{label}:WriteSkipped" >> beam.io.WriteToText(
-        f"{staging}/skipped/{label.replace(' ', '_')}", file_name_suffix=".jsonl"))
+        f"{staging}/skipped/{label.replace(' ', '_')}", file_name_suffix=".jsonl",
+        skip_if_empty=True))
     return results["main"]
 
 
