@@ -3,7 +3,8 @@
     python benchmarks/train_gpu.py [--steps 30] [--batch 8] [--json OUT.json]
     python benchmarks/train_gpu.py --dry-run          # tiny sizes on the CPU (a smoke test)
 
-It writes a temporary shard set with Jukebox-sized embeddings (240 frames x 4800 per clip) and
+It writes a temporary shard set with Jukebox-sized embeddings (238 frames x 4800 per clip: the
+frame grid's count for a default 23.777 s clip, ``embed.base.DEFAULT_CLIP_FRAMES``) and
 conversations of about ``--text-tokens`` tokens, then runs ``model.train.train`` (accelerate,
 bf16 autocast with float32 master weights, AdamW, cosine schedule, the streaming loader) with a
 ``tiny`` Llama scaled to hidden 2048, 22 layers, 16 heads, MLP 5632 (~1.13B parameters, full
@@ -35,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from embed.base import DEFAULT_CLIP_FRAMES  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
 from model.train import train  # noqa: E402
 from pipelines.schema import Instruction, Turn  # noqa: E402
@@ -77,7 +79,8 @@ def main() -> int:
     p.add_argument("--layers", type=int, default=22)
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--intermediate", type=int, default=5632)
-    p.add_argument("--frames", type=int, default=240, help="audio frames per sample")
+    p.add_argument("--frames", type=int, default=DEFAULT_CLIP_FRAMES,
+                   help="audio frames per sample (default: a 23.777 s clip's)")
     p.add_argument("--dim", type=int, default=4800, help="audio embedding dimension")
     p.add_argument("--text-tokens", type=int, default=270, help="text tokens per sample (approx.)")
     p.add_argument("--batch", type=int, default=8, help="per-device batch size")

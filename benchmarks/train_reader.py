@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from embed.base import DEFAULT_CLIP_FRAMES  # noqa: E402
 from model.data import (ShardStream, StreamConfig, collate, open_shard,  # noqa: E402
                         open_shard_set, read_row_group)
 from model.modeling import tiny_tokenizer  # noqa: E402
@@ -161,7 +162,7 @@ def views_pass(paths: list[Path]) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=400)
-    ap.add_argument("--frames", type=int, default=238)
+    ap.add_argument("--frames", type=int, default=DEFAULT_CLIP_FRAMES)
     ap.add_argument("--dim", type=int, default=4800)
     ap.add_argument("--row-group-mb", type=int, default=64)
     ap.add_argument("--batch", type=int, default=4)

@@ -12,7 +12,8 @@ measures:
 3. ``llark train`` end to end (loader + model + logging), from its own log line.
 
 The loader must never be the bottleneck: the script prints the ratio loader / model, which the
-issue asks to be at least 5. Defaults: ``features-v1`` sizes (238 frames x 128 per 23.8 s clip);
+issue asks to be at least 5. Defaults: ``features-v1`` sizes (238 frames x 128 per 23.777 s
+clip; the frame count is ``embed.base.DEFAULT_CLIP_FRAMES``);
 ``--dim 4800`` gives Jukebox-sized embeddings.
 """
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from embed.base import DEFAULT_CLIP_FRAMES  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
 from model.data import ShardStream, StreamConfig, make_loader, open_shard_set  # noqa: E402
 from model.modeling import ModelSpec, build_model, tiny_tokenizer  # noqa: E402
@@ -94,7 +96,8 @@ def model_rate(shards: Path, tok, cfg: TrainConfig, steps: int) -> tuple[float, 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=256, help="clips in the temporary shard set")
-    p.add_argument("--frames", type=int, default=238, help="audio frames per clip")
+    p.add_argument("--frames", type=int, default=DEFAULT_CLIP_FRAMES,
+                   help="audio frames per clip (default: a 23.777 s clip's)")
     p.add_argument("--dim", type=int, default=128, help="embedding dimension")
     p.add_argument("--steps", type=int, default=30, help="timed optimizer steps")
     p.add_argument("--batch", type=int, default=4, help="per-device batch size")

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from llark.errors import EncoderError
+from llark.windows import DEFAULT_CLIP_SECONDS
 
 #: Frames per second of every encoder in this package (the paper pools Jukebox to 10 Hz).
 FRAME_RATE_HZ = 10.0
@@ -48,6 +49,10 @@ def n_frames(n_samples: int, sample_rate_hz: int, frame_rate_hz: float = FRAME_R
 def expected_frames(duration_s: float, frame_rate_hz: float = FRAME_RATE_HZ) -> int:
     """Frames of a window of ``duration_s`` seconds (for checks on stored embeddings)."""
     return max(1, math.ceil(duration_s * frame_rate_hz - 1e-6))
+
+
+#: Frames of a default clip (``llark.windows.DEFAULT_CLIP_SECONDS``, 23.777 s): 238.
+DEFAULT_CLIP_FRAMES: int = expected_frames(DEFAULT_CLIP_SECONDS)
 
 
 def check_windows(windows: Sequence[np.ndarray], what: str) -> list[np.ndarray]:

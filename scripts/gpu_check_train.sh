@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check of the trainer (issue 6): a ~1.1B-parameter random Llama trained through the real
-# loop (streaming shards, accelerate, bf16 autocast, fp32 master weights) with 240 audio frames
+# loop (streaming shards, accelerate, bf16 autocast, fp32 master weights) with 238 audio frames
 # of 4800 dims per sample. Prints tokens/s and MFU; goal >= 40 % MFU. Budget: < 8 min on one
 # H100 (the run itself is ~30 steps; most of the time is model init and the final checkpoint).
 #

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from embed.base import EncoderInfo, expected_frames, n_frames
+from embed.base import DEFAULT_CLIP_FRAMES, EncoderInfo, expected_frames, n_frames
 from embed.features import DIM, LAYOUT, FeaturesEncoder, features_v1
 from embed.jukebox import (
     PRIOR_FILE,
@@ -43,6 +43,16 @@ def test_frame_grid_agrees_with_window_durations():
             assert n_frames(round(seconds * sr), sr) == expected_frames(seconds)
     with pytest.raises(EncoderError):
         n_frames(0, 22050)
+
+
+def test_a_default_clip_has_238_frames_at_every_encoder_rate():
+    """The figure the benchmarks default to (DEFAULT_CLIP_FRAMES) is what encoders produce for
+    a default clip (llark.windows.DEFAULT_CLIP_SECONDS) at their own input rates."""
+    from llark.windows import DEFAULT_CLIP_SECONDS
+
+    assert DEFAULT_CLIP_FRAMES == 238
+    for sr in (22050, 44100):
+        assert n_frames(round(DEFAULT_CLIP_SECONDS * sr), sr) == DEFAULT_CLIP_FRAMES
 
 
 # --------------------------------------------------------------------------- features
