@@ -98,6 +98,12 @@ def run_folder(output: str | Path) -> Iterator[Path]:
         yield Path(output)
         return
     url = os.fspath(output).rstrip("/")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        from llark.errors import ConfigError
+
+        raise ConfigError(f"--output {url}: a bucket run folder works with one training process; "
+                          "with several (accelerate launch), give a local or shared folder and "
+                          "copy it to the bucket afterwards")
     with tempfile.TemporaryDirectory(prefix="llark-run-") as tmp:
         local = Path(tmp) / "run"
         local.mkdir()

@@ -39,6 +39,7 @@ from model.config import DATA_ORDER_KEYS, PLAN_KEYS, STRUCTURAL_KEYS, TrainConfi
 from model.data import (Batch, ShardStream, StreamConfig, StreamState, make_loader,
                         open_shard_set)
 from model.masking import IGNORE_INDEX
+from model.storage import run_folder
 from model.modeling import (SPEC_FILE, ModelSpec, build_model, build_tokenizer,
                             count_parameters, enable_gradient_checkpointing, read_spec)
 
@@ -542,7 +543,9 @@ def run(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         cfg = resolve_config(ns)
-        train(cfg, ns.shards, ns.output, stop_at=ns.stop_at, resume=not ns.no_resume)
+        # a gs:// or s3:// run folder: trained in a local copy, uploaded when train() returns
+        with run_folder(ns.output) as output:
+            train(cfg, ns.shards, output, stop_at=ns.stop_at, resume=not ns.no_resume)
     except (ConfigError, ShardError, CheckpointError) as exc:
         print(f"llark train: error: {exc}", file=sys.stderr)
         return 2

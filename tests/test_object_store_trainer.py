@@ -4,6 +4,7 @@ whole-object download)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,42 @@ def test_remote_shard_set_without_index_is_refused(object_store):
     storage.write_bytes(object_store.url("half", "part-00000.parquet"), b"PAR1")
     with pytest.raises(ShardError, match="no _index.json"):
         open_shard_set(object_store.url("half"))
+
+
+def test_train_resume_infer_eval_with_every_path_on_the_bucket(object_store, tmp_path,
+                                                               monkeypatch):
+    """llark train → (resume) → infer → eval with shards, run folder, checkpoint, predictions
+    and scores all on the bucket; nothing half-visible: a checkpoint's state file is its last
+    object, and inference loads the latest complete checkpoint."""
+    from model.evaluate import run as eval_run
+    from model.infer import run as infer_run
+    from model.train import run as train_run
+
+    monkeypatch.setenv("LLARK_CACHE_DIR", str(tmp_path / "cache"))
+    local = tmp_path / "s"
+    make_shard_set(local, n_rows=6, n_frames=4, dim=128, encoder="features-v1",
+                   splits=("train", "test"))
+    shards, run = object_store.url("s"), object_store.url("run")
+    storage.upload_tree(local, shards, last=(INDEX_FILE,))
+    common = ["tiny_hidden_size=32", "trackers=", "splits=", "save_every=2"]
+    assert train_run(["--shards", shards, "--output", run, "max_steps=2", *common]) == 0
+    assert train_run(["--shards", shards, "--output", run, "max_steps=4", *common]) == 0
+    states = storage.list_files(run, "*trainer_state.json")
+    assert [storage.relative(p, run) for p in states] == [
+        "checkpoints/checkpoint-00000002/trainer_state.json",
+        "checkpoints/checkpoint-00000004/trainer_state.json"]
+    metrics_lines = storage.read_text(storage.join(run, "metrics.jsonl")).splitlines()
+    assert [json.loads(line)["step"] for line in metrics_lines][-1] == 4   # resumed, not redone
+    predictions = object_store.url("infer", "predictions.jsonl")
+    assert infer_run(["--checkpoint", run, "--shards", shards, "--split", "test",
+                      "--max-new-tokens", "4", "--output", predictions]) == 0
+    lines = storage.read_text(predictions).splitlines()
+    assert len(lines) == 3 * 4                   # 3 test clips x key, tempo, genre, instruments
+    # the latest checkpoint was fetched (without its optimizer state)
+    cached = sorted(p.name for p in (tmp_path / "cache" / "remote").iterdir())
+    assert len(cached) == 1 and cached[0].startswith("checkpoint-00000004-")
+    assert not list((tmp_path / "cache").rglob("optimizer.safetensors"))
+    assert eval_run(["--predictions", predictions, "--output", object_store.url("eval"),
+                     "--no-meteor"]) == 0
+    scores = json.loads(storage.read_text(object_store.url("eval", "metrics.json")))
+    assert scores["n_predictions"] == 12
