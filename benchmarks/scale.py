@@ -1,6 +1,6 @@
-"""Scale: does the per-record cost stay flat as the work grows? Ingest and shards at 1k/10k/100k.
+"""Scale: does the per-record cost stay flat as the work grows? Ingest, instruct and shards.
 
-    python benchmarks/scale.py [--sizes 1000,10000,100000] [--stages ingest,shards]
+    python benchmarks/scale.py [--sizes 1000,10000,100000] [--stages ingest,instruct,shards]
                                [--workers 2] [--tiny-audio-s 0] [--graph]
 
 For each stage and size, a fresh process runs the stage's command (``llark ingest`` /
@@ -14,8 +14,10 @@ For each stage and size, a fresh process runs the stage's command (``llark inges
 Inputs: ingest reads FMA-shaped metadata (``tests/scale_data.py``: FMA's 52-column header,
 varied text) whose audio is absent (every task ends as an ``AudioNotFoundError`` dead letter
 after the worker looked for its file; run with ``--max-error-rate 1``) or, with
-``--tiny-audio-s S``, one S-second mp3 hard-linked under every track. Shards joins N clip
-records with two conversations and a 16-d embedding each (written with ``pipelines.schema``).
+``--tiny-audio-s S``, one S-second mp3 hard-linked under every track. Instruct turns N annotated
+clips into instructions with the offline template generator (``--llm template``). Shards joins
+N clip records with two conversations and a 16-d embedding each (written with
+``pipelines.schema``).
 
 ``--graph`` also builds the ingest job with ``--runner DataflowRunner --dry_run`` at each size,
 with the task plan and, as the baseline, with the earlier ``beam.Create(tasks)`` source, and
@@ -51,26 +53,47 @@ def make_input(stage: str, work: Path, n: int, tiny_audio_s: float) -> None:
         from tests.scale_data import write_fma_shaped
 
         write_fma_shaped(work / "fma", n, seed=n, tiny_audio_s=tiny_audio_s)
+    elif stage == "instruct":
+        make_instruct_input(work, n)
     else:
         make_shards_input(work, n)
+
+
+OUTPUTS = {"ingest": "clips", "instruct": "ins", "shards": "shards"}
 
 
 def stage_argv(stage: str, work: Path) -> list[str]:
     if stage == "ingest":
         return ["--dataset", "fma", "--data-dir", str(work / "fma"), "--output",
                 str(work / "clips"), "--max-error-rate", "1"]
+    if stage == "instruct":
+        return ["--input", str(work / "ann"), "--output", str(work / "ins"), "--llm", "template"]
     return ["--clips", str(work / "clips"), "--instructions", str(work / "ins"),
             "--embeddings", str(work / "emb"), "--output", str(work / "shards")]
 
 
-def make_shards_input(work: Path, n: int) -> None:
+def _clips(n: int) -> list:
     from pipelines import schema as s
+
+    return [s.Clip(id=s.clip_id("fma", f"{i:06d}", 0.0, 1.0), dataset="fma",
+                   source_id=f"{i:06d}", split="train", audio_uri=f"/absent/{i:06d}.mp3",
+                   start_s=0.0, end_s=1.0, sample_rate_hz=44100, track_duration_s=1.0,
+                   title=f"Track {i}", genres=("Rock",)) for i in range(n)]
+
+
+def make_instruct_input(work: Path, n: int) -> None:
+    """N annotated clips (one window each, an annotation with beats, key and a chord)."""
+    from pipelines import schema as s
+    from tests.shards_testdata import annotation, write_set
+
+    write_set(work / "ann", "annotated_clip",
+              [s.AnnotatedClip(c, annotation(c.id)).to_row() for c in _clips(n)])
+
+
+def make_shards_input(work: Path, n: int) -> None:
     from tests.shards_testdata import embedding, embedding_counts, instructions, write_set
 
-    clips = [s.Clip(id=s.clip_id("fma", f"{i:06d}", 0.0, 1.0), dataset="fma",
-                    source_id=f"{i:06d}", split="train", audio_uri=f"/absent/{i:06d}.mp3",
-                    start_s=0.0, end_s=1.0, sample_rate_hz=44100, track_duration_s=1.0,
-                    title=f"Track {i}", genres=("Rock",)) for i in range(n)]
+    clips = _clips(n)
     write_set(work / "clips", "clip", [c.to_row() for c in clips])
     write_set(work / "ins", "instruction",
               [i.to_row() for c in clips for i in instructions(c)])
@@ -89,6 +112,8 @@ def measure_one(stage: str, n: int, work: Path, workers: int) -> dict:
     """Runs in a fresh process (the inputs were made by another): time the stage command."""
     if stage == "ingest":
         from pipelines.ingest import run
+    elif stage == "instruct":
+        from pipelines.instruct import run
     else:
         from pipelines.shards import run
     argv = stage_argv(stage, work) + ["--direct_num_workers", str(workers)]
@@ -100,7 +125,7 @@ def measure_one(stage: str, n: int, work: Path, workers: int) -> dict:
     wall = time.perf_counter() - t0
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    index_path = work / ("clips" if stage == "ingest" else "shards") / "_index.json"
+    index_path = work / OUTPUTS[stage] / "_index.json"
     index = json.loads(index_path.read_text()) if rc == 0 else {}
     return {"stage": stage, "records": n, "rc": rc, "wall_s": wall,
             "launcher_peak_mb": self1.ru_maxrss / 1024, "peak_before_run_mb": rss_before / 1024,
@@ -147,7 +172,7 @@ def graph_sizes(n: int) -> tuple[tuple[int, int], tuple[int, int]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000,10000,100000")
-    ap.add_argument("--stages", default="ingest,shards")
+    ap.add_argument("--stages", default="ingest,instruct,shards")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tiny-audio-s", type=float, default=0.0)
     ap.add_argument("--graph", action="store_true")
