@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")   # argparse %-formats help
         default = _default_text(f)
         if default is not None:
             help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"

@@ -56,6 +56,22 @@ def test_precedence_yaml_flags_overrides(tmp_path):
         from_args(DemoConfig, parser.parse_args([]), str(yml))
 
 
+@dataclass(frozen=True)
+class PercentConfig:
+    """Help texts and defaults with a literal ``%`` (argparse %-formats help strings)."""
+
+    cost: bool = doc("costs ~30 % more compute", default=False)
+    fmt: str = doc("a template", default="{x}%d")
+
+
+def test_help_with_a_percent_sign_renders():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, PercentConfig)
+    text = " ".join(parser.format_help().split())
+    assert "costs ~30 % more compute (default: False)" in text
+    assert "a template (default: {x}%d)" in text
+
+
 def test_secrets_are_redacted():
     assert to_dict(DemoConfig(api_key="sk-123"))["api_key"] == "<redacted>"
 
