@@ -110,6 +110,14 @@ def _abc_numbers(path: Path) -> list[int]:
     return [int(m) for m in re.findall(r"^X:\s*(\d+)", path.read_text(errors="replace"), re.M)]
 
 
+def _may_be_3_or_4(path: Path) -> bool:
+    """False when a one-tune ABC file names no 4/4, 3/4 or C (common time) meter at all, so
+    :func:`llark.demo.score.load_piece` would refuse it for its meter (a cheap pre-filter:
+    most of Ryan's Mammoth is 2/4, 6/8 or 2/2)."""
+    text = path.read_text(errors="replace")
+    return bool(re.search(r"M:\s*(4/4|3/4|C(?!\|))", text))
+
+
 def _candidates(source: str, rng: np.random.Generator) -> Iterator[tuple[Path, int | None]]:
     from llark.demo.score import corpus_paths
 
@@ -137,6 +145,9 @@ def score_clips(source: str, n_pieces: int, renders: int, seconds: float, seed: 
     for path, number in _candidates(source, rng):
         if accepted >= n_pieces:
             return
+        if number is None and path.suffix == ".abc" and not _may_be_3_or_4(path):
+            rejected[f"{source}:meter"] += 1      # what load_piece would say, without parsing
+            continue
         try:
             facts = load_piece(source, path, number)
         except ScoreRejected as exc:
@@ -386,6 +397,58 @@ def relabel(cache: Path, seconds: float) -> int:
     return changed
 
 
+def refresh_profiles(cache: Path, clips: Iterator[Clip], out: Path) -> int:
+    """Re-make the cached clips (rendering is deterministic) and write essentia's profile keys
+    for each to ``out`` (id, key_profiles, and whether the re-made audio gives the cached
+    KeyExtractor answer: the check that it is the same audio). Returns the count."""
+    from annotate.essentia_backend import EssentiaAnnotator
+    from llark.audio import resample
+
+    cached = {d["id"]: d for d in _rows(cache / "clips.jsonl")}
+    ess = EssentiaAnnotator()
+    n = 0
+    with out.open("w") as fh:
+        for clip in clips:
+            if clip.id not in cached:
+                continue
+            x = np.ascontiguousarray(resample(np.ascontiguousarray(clip.audio, np.float32),
+                                              clip.sr, 44100), dtype=np.float32)
+            profiles = ess.profile_keys(x)
+            old = cached[clip.id]["raw"]["essentia"]["key"]
+            shaath = next(s for p, _, s in profiles if p == "shaath")
+            same = abs(shaath - float(old["strength"])) < 2e-3
+            fh.write(json.dumps({"id": clip.id, "key_profiles": profiles, "same_audio": same})
+                     + "\n")
+            n += 1
+    return n
+
+
+def merge_profiles(cache: Path, files: list[Path]) -> tuple[int, int]:
+    """Apply :func:`refresh_profiles` outputs to the cache; returns (updated, audio mismatches)."""
+    new: dict[str, Any] = {}
+    bad = 0
+    for f in files:
+        for d in _rows(f):
+            new[d["id"]] = d
+            bad += not d["same_audio"]
+    path = cache / "clips.jsonl"
+    rows = _rows(path)
+    kept = []
+    for row in rows:
+        if row["id"] in new:
+            row["raw"]["essentia"]["key_profiles"] = new[row["id"]]["key_profiles"]
+            row["raw"]["extra"]["key_profiles_from"] = "KeyExtractor"
+            kept.append(row)
+        elif row["raw"]["extra"].get("key_profiles_from") == "KeyExtractor":
+            kept.append(row)
+    # clips no generator re-makes (an earlier build's tempi) cannot be refreshed: dropped
+    updated = len(kept)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(path)
+    return updated, bad
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -399,7 +462,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="add at most this many clips")
     ap.add_argument("--relabel", action="store_true",
                     help="only recompute the cached score clips' labels from their scores")
+    ap.add_argument("--refresh-profiles", default=None, metavar="KIND",
+                    help="re-make the cached clips of one kind (bach, essen, ryans, other) and "
+                         "write their essentia profile keys beside the cache")
+    ap.add_argument("--merge-profiles", action="store_true",
+                    help="apply the --refresh-profiles outputs to the cache")
     args = ap.parse_args(argv)
+    if args.refresh_profiles:
+        kind = args.refresh_profiles
+        rejected_: Counter[str] = Counter()
+        if kind == "other":
+            gen: Iterator[Clip] = iter(list(nonmusic_clips(args.seconds, args.seed))
+                                       + list(real_clips(args.real, args.seconds)))
+        else:
+            gen = score_clips(kind, getattr(args, kind), args.renders, args.seconds, args.seed,
+                              rejected_)
+        n = refresh_profiles(args.cache, gen, args.cache / f"profiles-{kind}.jsonl")
+        print(f"{kind}: {n} clips")
+        return 0
+    if args.merge_profiles:
+        files = sorted(args.cache.glob("profiles-*.jsonl"))
+        print("updated %d clips, %d whose re-made audio differs" % merge_profiles(args.cache, files))
+        return 0
     if args.relabel:
         print(f"relabelled {relabel(args.cache, args.seconds)} clips")
         return 0

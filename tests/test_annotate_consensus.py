@@ -103,8 +103,8 @@ def test_the_tempo_follows_the_evidence_the_weights_trust() -> None:
     assert bpm == pytest.approx(122.0, rel=0.02) and "madmom_hist=61.0" in note
     assert resolve_tempo(m, e, _only(madmom_top=3.0))[0] == pytest.approx(61.0, rel=0.02)
     # an octave no tracker reported can win, through its relation to madmom's bar model
-    m = madmom(bpm_grid=100.0, hist=((50.0, 0.45), (100.0, 0.3)))
-    bpm, _, _ = resolve_tempo(m, essentia(100.0), _only(double_of_grid_m4=3.0))
+    m = madmom(bpm_grid=100.0, hist=((50.0, 0.45), (100.0, 0.3)), meter=3)
+    bpm, _, _ = resolve_tempo(m, essentia(100.0), _only(double_of_grid_m3=3.0))
     assert bpm == pytest.approx(200.0, rel=0.01)
 
 

@@ -210,9 +210,14 @@ def test_tempo_candidates_are_the_evidence_and_its_octaves() -> None:
     cands, feats, ev = tempo_candidates(m, e)
     assert {round(c) for c in cands} == {50, 100, 200}
     i = int(np.argmin(np.abs(cands - 100.0)))
-    assert feats[i, TEMPO_FEATURES.index("is_grid_level")] == 1.0
+    assert feats[i, TEMPO_FEATURES.index("madmom_top")] == 1.0
     assert feats[i, TEMPO_FEATURES.index("no_direct_support")] == 0.0
     j = int(np.argmin(np.abs(cands - 200.0)))
-    assert feats[j, TEMPO_FEATURES.index("double_of_grid_m4")] == 1.0
     assert feats[j, TEMPO_FEATURES.index("no_direct_support")] == 1.0
+    # the octave relation to the bar model is a feature in 3/4 only
+    assert not feats[:, TEMPO_FEATURES.index("double_of_grid_m3")].any()
+    m3 = BackendAnalysis(**{**m.__dict__, "meter": 3})
+    cands, feats, _ = tempo_candidates(m3, e)
+    j = int(np.argmin(np.abs(cands - 200.0)))
+    assert feats[j, TEMPO_FEATURES.index("double_of_grid_m3")] == 1.0
     assert fuse_tempo(None, None, load_params())[:2] == (0.0, 0.0)
