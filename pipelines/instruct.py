@@ -447,23 +447,33 @@ class GenerateFn(beam.DoFn):
         yield GlobalWindows.windowed_value(UnitCounts(dict(self._counts)))
 
     def _outputs(self, o: _Outcome) -> list[Any]:
-        """One finished unit → its outputs; adds to the bundle's counts."""
+        """One finished unit → its outputs; adds to the bundle's counts. Never raises: a unit
+        whose result cannot be made into records dead-letters alone (``process`` emits other
+        clips' units too, which an exception would take with it)."""
         if self._pool.executor is not None:
             self._pending -= 1
         counts, gen = self._counts, self._pool.generator
         counts["units"] += 1
         counts.update(o.tally)
-        if o.error_type:
-            counts["units_dead"] += 1
-            return [beam.pvalue.TaggedOutput(DEAD_TAG, DeadLetter(
-                STAGE, o.unit_id, o.error_type, o.error_message, o.facts.audio_uri).to_json())]
-        if o.result.skip_reason:
+        if not o.error_type and o.result.skip_reason:
             counts["units_skipped"] += 1
             return [beam.pvalue.TaggedOutput(SKIP_TAG, skipped_json(STAGE, o.unit_id,
                                                                     o.result.skip_reason))]
-        counts["units_written"] += 1
-        counts[f"instructions:{o.family}"] += len(o.result.conversations)
-        return to_instructions(o.result, o.facts, gen.backend, gen.model, gen.prompt_version)
+        error_type, message = o.error_type, o.error_message
+        if not error_type:
+            try:
+                records = to_instructions(o.result, o.facts, gen.backend, gen.model,
+                                          gen.prompt_version)
+            except Exception as exc:     # noqa: BLE001 -- a bug in one unit's records
+                tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+                error_type, message = type(exc).__name__, unexpected_error_message(repr(exc), tb)
+            else:
+                counts["units_written"] += 1
+                counts[f"instructions:{o.family}"] += len(o.result.conversations)
+                return records
+        counts["units_dead"] += 1
+        return [beam.pvalue.TaggedOutput(DEAD_TAG, DeadLetter(
+            STAGE, o.unit_id, error_type, message, o.facts.audio_uri).to_json())]
 
 
 class SplitCountsFn(beam.DoFn):

@@ -21,6 +21,7 @@ from annotate.instruct.prompts import PROMPT_VERSION
 from annotate.instruct.template import TEMPLATE_VERSION
 from llark.config import to_dict
 from llark.errors import ConfigError
+from pipelines import instruct as instruct_stage
 from pipelines import schema as s
 from pipelines.instruct import (
     DEAD_TAG,
@@ -322,13 +323,26 @@ def _draft_or_raise(self, facts, family, tally, repair):
     return _real_draft(self, facts, family, tally, repair)
 
 
+_real_to_instructions = instruct_stage.to_instructions
+
+
+def _to_instructions_or_raise(result, facts, backend, model, prompt_version):
+    """``to_instructions`` with a bug for the mir unit of a clip titled ``[records]``."""
+    if "[records]" in facts.title and result.family == "mir":
+        raise ValueError("bad record")
+    return _real_to_instructions(result, facts, backend, model, prompt_version)
+
+
 def test_unexpected_error_dead_letters_that_unit_alone(tmp_path, monkeypatch):
-    """A bug (not a LlarkError) in one (clip, family) dead-letters that unit, under its own id,
-    with the error and where it happened; the clip's other family and every other clip are
-    written (before: the whole batch became one dead letter named by all its clip ids)."""
+    """A bug (not a LlarkError) in one (clip, family), while generating it or while making its
+    records, dead-letters that unit, under its own id, with the error and where it happened;
+    the clip's other family and every other clip are written (before: the whole batch became
+    one dead letter named by all its clip ids)."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setattr(LLMWriter, "draft", _draft_or_raise)   # in-process runner: it applies
-    pairs = [(clip(i, "[boom]" if i == 2 else ""), annotation(clip(i))) for i in range(6)]
+    monkeypatch.setattr(instruct_stage, "to_instructions", _to_instructions_or_raise)
+    titles = {2: "[boom]", 4: "[records]"}
+    pairs = [(clip(i, titles.get(i, "")), annotation(clip(i))) for i in range(6)]
     write_input(tmp_path / "ann", rows_of(pairs))
     out = tmp_path / "instr"
     with LLMServer() as server:
@@ -337,15 +351,19 @@ def test_unexpected_error_dead_letters_that_unit_alone(tmp_path, monkeypatch):
                     "--concurrency", "4", "--cache-dir", str(tmp_path / "cache"),
                     "--max-error-rate", "0.5", *FAST]) == 0
     index, records, dead = read_output(out)
-    boom = pairs[2][0].id
-    assert [(d.id, d.error_type) for d in dead] == [(f"{boom}:caption", "KeyError")]
+    boom, bad_records = pairs[2][0].id, pairs[4][0].id
+    dead = sorted(dead, key=lambda d: d.id)
+    assert [(d.id, d.error_type) for d in dead] == [(f"{boom}:caption", "KeyError"),
+                                                    (f"{bad_records}:mir", "ValueError")]
     assert "KeyError('boom')" in dead[0].message and "unexpected" in dead[0].message
     assert "_draft_or_raise" in dead[0].message and dead[0].input_uri == pairs[2][0].audio_uri
-    assert index.dead_letters == {"KeyError": 1}
+    assert "ValueError('bad record')" in dead[1].message and "_to_instructions_or_raise" in \
+        dead[1].message
+    assert index.dead_letters == {"KeyError": 1, "ValueError": 1}
     written = {(r.clip_id, r.family) for r in records}
     assert written == {(c.id, f) for c, _ in pairs for f in ("mir", "caption")} - \
-        {(boom, "caption")}
-    assert index.counts["units_written"] == 11 and index.counts["units_dead"] == 1
+        {(boom, "caption"), (bad_records, "mir")}
+    assert index.counts["units_written"] == 10 and index.counts["units_dead"] == 2
     assert_every_unit_accounted(index, records, dead, [c.id for c, _ in pairs],
                                 ("mir", "caption"))
 
