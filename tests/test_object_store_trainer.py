@@ -65,6 +65,7 @@ def test_remote_shard_set_without_index_is_refused(object_store):
         open_shard_set(object_store.url("half"))
 
 
+@pytest.mark.slow
 def test_train_resume_infer_eval_with_every_path_on_the_bucket(object_store, tmp_path,
                                                                monkeypatch):
     """llark train → (resume) → infer → eval with shards, run folder, checkpoint, predictions
