@@ -15,6 +15,8 @@ shard:
   in this process) + ``collate`` into batches of
   ``--batch``; reading Parquet row groups, NumPy views over the Arrow buffers, choosing a
   conversation, tokenizing with the chat template, padding, the one copy into the batch;
+  reported as MB/s, rows/s and CPU ms per row (``time.process_time``: the loader's own cost,
+  steadier than wall time on a shared machine);
 * ``to_pydict``: the reader before issue 10 (``read_row_group(...).to_pydict()`` and
   ``np.frombuffer`` per row) and ``views``: today's (``model.data.read_row_group``, a view per
   row), the row-group reader alone, warm only.
@@ -109,8 +111,11 @@ def raw_pass(paths: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - t0, total
 
 
-def trainer_pass(shards: Path, tok, batch: int) -> tuple[float, int, int]:
-    """Seconds, rows and embedding bytes of one pass of ShardStream + collate."""
+def trainer_pass(shards: Path, tok, batch: int) -> tuple[float, int, int, float]:
+    """Seconds, rows, embedding bytes and CPU seconds (this process, all its threads) of one
+    pass of ShardStream + collate. On a shared machine the CPU time is the steadier figure:
+    it is what the loader costs, whatever else runs."""
+    c0 = time.process_time()
     t0 = time.perf_counter()
     # one worker's share of the paper config's buffers: 1024 MB per rank over 4 workers
     stream = ShardStream(open_shard_set(shards, verify_checksums=False), tok, StreamConfig(
@@ -128,7 +133,7 @@ def trainer_pass(shards: Path, tok, batch: int) -> tuple[float, int, int]:
         b = collate(pending, tok.pad_token_id)
         rows += len(b)
         nbytes += b.audio.numel() * 2
-    return time.perf_counter() - t0, rows, nbytes
+    return time.perf_counter() - t0, rows, nbytes, time.process_time() - c0
 
 
 def pydict_pass(paths: list[Path]) -> tuple[float, int]:
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                      "date": time.strftime("%Y-%m-%d")}
         res: dict[str, list[float]] = {k: [] for k in ("raw_cold", "raw_warm", "trainer_cold",
                                                       "trainer_warm")}
+        cpu_ms: dict[str, list[float]] = {"cold": [], "warm": []}
         for _ in range(args.repeats):
             out["cold_method"] = drop_caches(paths)
             t, n = raw_pass(paths)
@@ -195,19 +201,24 @@ def main(argv: list[str] | None = None) -> int:
             t, n = raw_pass(paths)
             res["raw_warm"].append(n / t / 2**20)
             drop_caches(paths)
-            t, rows, nbytes = trainer_pass(shards, tok, args.batch)
+            t, rows, nbytes, cpu = trainer_pass(shards, tok, args.batch)
             assert rows == args.rows, (rows, args.rows)
             res["trainer_cold"].append(nbytes / t / 2**20)
             out["trainer_cold_rows_per_s"] = max(out.get("trainer_cold_rows_per_s", 0), rows / t)
-            t, rows, nbytes = trainer_pass(shards, tok, args.batch)
+            cpu_ms["cold"].append(cpu / rows * 1e3)
+            t, rows, nbytes, cpu = trainer_pass(shards, tok, args.batch)
             res["trainer_warm"].append(nbytes / t / 2**20)
             out["trainer_warm_rows_per_s"] = max(out.get("trainer_warm_rows_per_s", 0), rows / t)
+            cpu_ms["warm"].append(cpu / rows * 1e3)
         t, rows = pydict_pass(paths)
         out["to_pydict_warm_mb_s"] = emb_mb / t
         t, rows = views_pass(paths)
         out["views_warm_mb_s"] = emb_mb / t
         for k, v in res.items():
             out[f"{k}_mb_s"] = max(v)
+        for k, v in cpu_ms.items():
+            out[f"trainer_{k}_cpu_ms_per_row"] = min(v)
+        out["load_average_1min_at_end"] = os.getloadavg()[0]
         out["ratio_cold"] = out["trainer_cold_mb_s"] / out["raw_cold_mb_s"]
         out["ratio_warm"] = out["trainer_warm_mb_s"] / out["raw_warm_mb_s"]
         # what the paper's recipe consumes: 32 rows per optimizer step over 8 GPUs; the step

@@ -261,7 +261,7 @@ def _encode(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]
 
 def _label_mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> np.ndarray:
     """True for the tokens whose first character lies in a span (spans sorted, disjoint)."""
-    begin = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
+    begin = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]      # (T,) first chars
     if len(begin) > 1 and bool(np.any(begin[1:] < begin[:-1])):
         return _label_mask_loop(begin, spans)     # offsets out of order: walk them as given
     s = np.asarray(spans, dtype=np.int64)                       # (K, 2)
