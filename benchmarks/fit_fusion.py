@@ -144,8 +144,8 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
     for p in items:
         est = combine(p.madmom, p.essentia, 0.0, ConsensusConfig(), params)
         if p.clip.truth.meter and est.meter:
-            meter_p = _meter_probability(p, est)
-            mx.append(meter_conf_features(meter_p, p.madmom.beats_confidence))
+            # combine calibrates madmom's meter probability, whichever beats it kept
+            mx.append(meter_conf_features(p.madmom.meter_confidence, p.madmom.beats_confidence))
             my.append(float(est.meter == p.clip.truth.meter))
         if p.clip.truth.chords:
             overlap = chord_overlap(est, p.clip.truth)
@@ -174,10 +174,6 @@ def tempo_conf_inputs(p: Parsed, params: FusionParams) -> list[float]:
     agree = [e for e in ev if rel_diff(c, e.bpm) <= TEMPO_TOLERANCE]
     share = sum(e.strength for e in agree) / max(sum(e.strength for e in ev), 1e-9)
     return [float(logit(post[best])), share, 1.0]
-
-
-def _meter_probability(p: Parsed, est: ClipAnalysis) -> float:
-    return p.madmom.meter_confidence
 
 
 def folds_of(items: list[Parsed], k: int, seed: int = 0) -> list[int]:
