@@ -81,17 +81,18 @@ def test_killed_ingest_on_s3_reruns_without_duplicates(s3, tmp_path):
 @pytest.mark.slow
 def test_llark_run_and_inspect_with_every_path_on_gcs(gcs, tmp_path):
     """The whole graph on the tiny demo corpus, kept small for a loaded machine: one dataset
-    (folder), the madmom annotator alone (the cheapest backend), 4 training steps."""
+    (FMA: it has train and test clips), the madmom annotator alone (the cheapest backend),
+    4 training steps."""
     work = gcs.url("run")
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--work-dir", work,
            "--data-dir", gcs.url("run", "data"), "--demo-scale", "tiny",
-           "--datasets", "folder", "--workers", "1", "--annotate-backend", "madmom",
+           "--datasets", "fma", "--workers", "1", "--annotate-backend", "madmom",
            "--train-overrides", "max_steps=4", "--infer-limit", "2"]
     env = {**os.environ, "LLARK_CACHE_DIR": str(tmp_path / "cache")}
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
     assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
     assert not (tmp_path / "gs:").exists(), "a local ./gs: folder was made"
-    for stage in ("clips/folder", "annotations", "instructions", "embeddings",
+    for stage in ("clips/fma", "annotations", "instructions", "embeddings",
                   "shards"):
         assert storage.is_file(storage.join(work, stage, s.INDEX_FILE)), stage
     for stage in ("data", "train", "infer", "eval", "report"):
