@@ -273,3 +273,41 @@ def test_shuffle_buffer_is_bounded_in_bytes(shards, tok):
     # the budget is the rank's: 2 workers get half of it each
     two = _stream(shard_set, tok, shuffle_buffer=1000, shuffle_buffer_bytes=200, num_workers=2)
     assert two.buffer_bytes == 100
+
+
+def test_a_samples_position_is_a_snapshot_that_later_samples_do_not_change(shards, tok):
+    """The position stamped on a sample is a shallow copy of the live state: reading later
+    samples (buffer pops and pushes, RNG draws, skips) leaves it as it was, and it restores."""
+    shard_set = open_shard_set(shards)
+    it = iter(_stream(shard_set, tok, shuffle_buffer=5, seed=1))
+    first = [next(it) for _ in range(4)]
+    frozen = [json.loads(json.dumps(s.position)) for s in first]
+    later = [next(it) for _ in range(20)]
+    assert [json.loads(json.dumps(s.position)) for s in first] == frozen
+    assert len({json.dumps(s.position) for s in first + later}) == 24      # all different
+    assert [p["samples"] for p in frozen] == [1, 2, 3, 4] and len(frozen[-1]["buffer"]) == 4
+    # restoring from the 4th sample's position continues with the 5th sample onwards
+    state = StreamState(1)
+    state.update(0, first[-1].position)
+    resumed = iter(_stream(shard_set, tok, shuffle_buffer=5, seed=1,
+                           resume=StreamState.from_dict(json.loads(json.dumps(state.to_dict())))))
+    assert [next(resumed).conversation_id for _ in range(20)] == \
+        [s.conversation_id for s in later]
+
+
+def test_collate_zeroes_the_padding_of_reused_pool_memory(shards, tok):
+    """The batch's audio comes from Arrow's pool, whose memory is reused dirty: every padded
+    frame must still be zero and every row equal to its sample."""
+    shard_set = open_shard_set(shards)
+    it = iter(_stream(shard_set, tok, shuffle_buffer=0))
+    samples = [next(it) for _ in range(3)]
+    frames = [len(s.audio) for s in samples]
+    assert len(set(frames)) > 1
+    for _ in range(5):
+        dirty = pa.allocate_buffer(3 * max(frames) * 8 * 2)
+        np.frombuffer(dirty, dtype=np.uint8)[:] = 0xFF               # NaN bit patterns in f16
+        del dirty
+        b = collate(samples, tok.pad_token_id)
+        for i, s in enumerate(samples):
+            assert torch.all(b.audio[i, frames[i]:] == 0)
+            np.testing.assert_array_equal(b.audio[i, :frames[i]].numpy(), s.audio)
