@@ -19,7 +19,10 @@ shard:
   steadier than wall time on a shared machine);
 * ``to_pydict``: the reader before issue 10 (``read_row_group(...).to_pydict()`` and
   ``np.frombuffer`` per row) and ``views``: today's (``model.data.read_row_group``, a view per
-  row), the row-group reader alone, warm only.
+  row), the row-group reader alone, warm only;
+* two per-row parts on their own: stamping a sample's resume position with 117 and 1000
+  buffered rows, and copying a row out of its row group (``Row.detached``, into Arrow's pool)
+  against ``ndarray.copy`` of the same view.
 
 Cold passes start with the page cache dropped (``echo 3 > /proc/sys/vm/drop_caches`` when this
 process may write it, i.e. as root; otherwise ``posix_fadvise(DONTNEED)`` on every shard; the
@@ -45,7 +48,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from embed.base import DEFAULT_CLIP_FRAMES  # noqa: E402
-from model.data import (ShardStream, StreamConfig, collate, open_shard,  # noqa: E402
+from model.data import (Row, Sample, ShardStream, StreamConfig,  # noqa: E402
+                        WorkerPosition, collate, open_shard,
                         open_shard_set, read_row_group)
 from model.modeling import tiny_tokenizer  # noqa: E402
 from pipelines.schema import (INDEX_FILE, SCHEMA_VERSION, TRAINING_SCHEMA,  # noqa: E402
@@ -164,6 +168,49 @@ def views_pass(paths: list[Path]) -> tuple[float, int]:
     return time.perf_counter() - t0, rows
 
 
+def _ndarray_copy(row: Row) -> np.ndarray:
+    return row.frames.copy()
+
+
+def per_row_parts(shards: Path, tok, frames: int, dim: int) -> dict[str, float]:
+    """Two per-row costs of the trainer's path, timed on its own code: stamping a sample's
+    resume position (``ShardStream._finish``) with a shuffle buffer of 117 and of 1000 row
+    references, and copying a row out of its row group (``Row.detached``) against
+    ``ndarray.copy`` of the same view, with the copies kept alive as the shuffle buffer keeps
+    them (the last 117 rows, the buffer of one paper-config worker; best of 3 rounds of 300
+    copies)."""
+    stream = ShardStream(open_shard_set(shards, verify_checksums=False), tok, StreamConfig())
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    for n in (117, 1000):
+        buffer = [(0, 0, i) for i in range(n)]
+        pos = WorkerPosition(0)
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(200):
+                stream._finish(Sample([], [], np.zeros((1, 1), np.float16), "", "", "", 0, {}),
+                               pos, buffer, rng)
+            best = min(best, (time.perf_counter() - t0) / 200)
+        out[f"position_stamp_us_buffer_{n}"] = best * 1e6
+    data = read_row_group(stream.shard_set.paths[0], 0)
+    rows = [data.row(i % len(data)) for i in range(300)]
+    for name, copy in (("detached", Row.detached), ("ndarray_copy", _ndarray_copy)):
+        best = float("inf")
+        for _ in range(3):
+            keep: list = []
+            t0 = time.perf_counter()
+            for r in rows:
+                keep.append(copy(r))
+                if len(keep) > 117:
+                    keep.pop(0)
+            best = min(best, (time.perf_counter() - t0) / len(rows))
+            del keep
+        out[f"row_copy_ms_{name}"] = best * 1e3
+    out["row_mb"] = frames * dim * 2 / 2**20
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=400)
@@ -214,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         out["to_pydict_warm_mb_s"] = emb_mb / t
         t, rows = views_pass(paths)
         out["views_warm_mb_s"] = emb_mb / t
+        out.update(per_row_parts(shards, tok, args.frames, args.dim))
         for k, v in res.items():
             out[f"{k}_mb_s"] = max(v)
         for k, v in cpu_ms.items():

@@ -202,8 +202,8 @@ class Row:
         """This row with its own copy of the frames (when it must outlive its row group).
 
         The copy goes to memory from Arrow's pool (the allocator the row groups come from),
-        which reuses the memory of rows already consumed instead of faulting in fresh pages:
-        measured 0.35 vs 0.8-1.8 ms for a 2.18 MB Jukebox row with ``ndarray.copy``."""
+        which reuses the memory of rows already consumed (``benchmarks/train_reader.py`` times
+        it against ``ndarray.copy``: docs/benchmarks.md)."""
         if self.owned:
             return self
         out = np.frombuffer(pa.allocate_buffer(self.frames.nbytes), dtype=self.frames.dtype)
