@@ -57,7 +57,7 @@ from llark.demo.synth import (
     random_song_spec,
     render_song,
 )
-from pipelines.datasets.magnatagatune import DEFAULT_SPLIT, split_of
+from llark.splits import DEFAULT_SPLIT, split_of
 
 GROUND_TRUTH_NAME: Final[str] = "ground_truth.json"
 GROUND_TRUTH_VERSION: Final[int] = 1
@@ -474,7 +474,7 @@ def mtat_folders(n: int) -> list[str]:
     """The MagnaTagATune folders of ``n`` good clips, then the broken one's (index ``n``).
 
     Chosen so that every scale with ``n >= 3`` has a clip in each of train, validation and test
-    under the reader's default split (``pipelines.datasets.magnatagatune.DEFAULT_SPLIT``: ``c``
+    under the reader's default split (``llark.splits.DEFAULT_SPLIT``: ``c``
     is the only validation folder), and under ``11-2-3`` too.
     """
     plan = ["f", "0", "c", "5", "a", "d", "3", "b", "e"] if n > 3 else ["f", "2", "c"]

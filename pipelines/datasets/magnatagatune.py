@@ -30,7 +30,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from llark.errors import ConfigError, LlarkError, MetadataError
+from llark.errors import LlarkError, MetadataError
+from llark.splits import DEFAULT_SPLIT, SPLIT_SCHEMES, check_split_scheme, split_of
 from pipelines.datasets.common import (
     BadRow,
     CsvRow,
@@ -58,14 +59,7 @@ CLIP_INFO_FILE = "clip_info_final.csv"
 CLIP_INFO_COLUMNS = ("clip_id", "track_number", "title", "artist", "album", "url",
                      "segmentStart", "segmentEnd", "original_url", "mp3_path")
 N_TAGS = 188
-#: ``--mtt-split`` name → folder → split. ``12-1-3`` is the literature's split (the default).
-SPLIT_SCHEMES: dict[str, dict[str, str]] = {
-    "12-1-3": {**{c: "train" for c in "0123456789ab"}, "c": "validation",
-               "d": "test", "e": "test", "f": "test"},
-    "11-2-3": {**{c: "train" for c in "0123456789a"}, "b": "validation", "c": "validation",
-               "d": "test", "e": "test", "f": "test"},
-}
-DEFAULT_SPLIT = "12-1-3"
+#: ``--mtt-split`` names and their folder maps live in :mod:`llark.splits` (one definition).
 FOLDER_SPLITS: dict[str, str] = SPLIT_SCHEMES[DEFAULT_SPLIT]
 
 
@@ -91,23 +85,6 @@ class _Info:
     artist: str
     album: str
     mp3_path: str
-
-
-def check_split_scheme(scheme: str) -> dict[str, str]:
-    """The folder → split map of ``scheme``; :class:`ConfigError` for an unknown name."""
-    if scheme not in SPLIT_SCHEMES:
-        raise ConfigError(f"--mtt-split {scheme!r}: choose one of {sorted(SPLIT_SCHEMES)} "
-                          f"(default {DEFAULT_SPLIT}, the split most published results use)")
-    return SPLIT_SCHEMES[scheme]
-
-
-def split_of(mp3_path: str, scheme: str = DEFAULT_SPLIT) -> str:
-    """``"f/x.mp3"`` → ``"test"``; :class:`MetadataError` when not under one of the 16 folders."""
-    folders = check_split_scheme(scheme)
-    folder = mp3_path.replace("\\", "/").split("/", 1)[0]
-    if folder not in folders or "/" not in mp3_path.replace("\\", "/"):
-        raise MetadataError(f"mp3_path {mp3_path!r} is not under one of the folders 0-9, a-f")
-    return folders[folder]
 
 
 def read_tasks(data_dir: str, opts: ReaderOptions
