@@ -444,12 +444,23 @@ def tempo_candidates(madmom: BackendAnalysis | None, essentia: BackendAnalysis |
     return np.asarray(cands), feats, ev
 
 
-def fuse_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-               params: FusionParams) -> tuple[float, float, str]:
-    """``(bpm, calibrated confidence, note)``; ``(0, 0, ...)`` without evidence."""
+@dataclass(frozen=True)
+class TempoDecision:
+    """The fitted model's pick among the tempo candidates, before calibration."""
+
+    bpm: float                          # strength-weighted mean of the agreeing estimates
+    posterior: float                    # the model's probability of the chosen candidate
+    conf_features: tuple[float, ...]    # what the tempo calibration reads (fit and use alike)
+    evidence: tuple[TempoEvidence, ...]  # the tempo estimates the candidates came from
+
+
+def decide_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
+                 params: FusionParams) -> TempoDecision | None:
+    """The tempo the fitted model picks and its calibration features; ``None`` without
+    evidence. Used by :func:`fuse_tempo` and by the fit (``benchmarks/fit_fusion.py``)."""
     cands, feats, ev = tempo_candidates(madmom, essentia)
     if not len(cands):
-        return 0.0, 0.0, "tempo: no evidence"
+        return None
     z = feats @ np.asarray(params.tempo_weights)
     post = np.exp(z - z.max())
     post /= post.sum()
@@ -459,10 +470,21 @@ def fuse_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
     bpm = (sum(e.bpm * e.strength for e in agree) / sum(e.strength for e in agree)
            if agree and sum(e.strength for e in agree) > 0 else c)
     share = sum(e.strength for e in agree) / max(sum(e.strength for e in ev), 1e-9)
-    conf = calibrated([float(logit(post[best])), share, 1.0], params.tempo_conf)
-    note = ("tempo: " + ", ".join(f"{e.source}={e.bpm:.1f}" for e in ev[:8])
-            + f" -> {bpm:.1f} (posterior {post[best]:.2f}, calibrated {conf:.2f})")
-    return float(bpm), conf, note
+    return TempoDecision(bpm=float(bpm), posterior=float(post[best]),
+                         conf_features=(float(logit(post[best])), share, 1.0),
+                         evidence=tuple(ev))
+
+
+def fuse_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
+               params: FusionParams) -> tuple[float, float, str]:
+    """``(bpm, calibrated confidence, note)``; ``(0, 0, ...)`` without evidence."""
+    d = decide_tempo(madmom, essentia, params)
+    if d is None:
+        return 0.0, 0.0, "tempo: no evidence"
+    conf = calibrated(list(d.conf_features), params.tempo_conf)
+    note = ("tempo: " + ", ".join(f"{e.source}={e.bpm:.1f}" for e in d.evidence[:8])
+            + f" -> {d.bpm:.1f} (posterior {d.posterior:.2f}, calibrated {conf:.2f})")
+    return d.bpm, conf, note
 
 
 # --------------------------------------------------------------------------- meter, chords

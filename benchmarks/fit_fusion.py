@@ -41,6 +41,7 @@ from annotate.fusion import (  # noqa: E402
     TEMPO_TOLERANCE,
     FusionParams,
     chord_conf_features,
+    decide_tempo,
     fit_conditional_logit,
     fit_logistic,
     fuse_tempo,
@@ -162,18 +163,9 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
 
 
 def tempo_conf_inputs(p: Parsed, params: FusionParams) -> list[float]:
-    """The tempo-confidence features of ``fuse_tempo`` (same computation)."""
-    cands, f, ev = tempo_candidates(p.madmom, p.essentia)
-    if not len(cands):
-        return [float(logit(0.0)), 0.0, 1.0]
-    z = f @ np.asarray(params.tempo_weights)
-    post = np.exp(z - z.max())
-    post /= post.sum()
-    best = int(np.argmax(post))
-    c = float(cands[best])
-    agree = [e for e in ev if rel_diff(c, e.bpm) <= TEMPO_TOLERANCE]
-    share = sum(e.strength for e in agree) / max(sum(e.strength for e in ev), 1e-9)
-    return [float(logit(post[best])), share, 1.0]
+    """The tempo-confidence features of ``fuse_tempo`` (its own computation)."""
+    d = decide_tempo(p.madmom, p.essentia, params)
+    return [float(logit(0.0)), 0.0, 1.0] if d is None else list(d.conf_features)
 
 
 def folds_of(items: list[Parsed], k: int, seed: int = 0) -> list[int]:
