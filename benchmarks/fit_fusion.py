@@ -1,6 +1,7 @@
 """Fit the consensus fusion (annotate/fusion.py) on the real-music development set.
 
     python -m benchmarks.fit_fusion [--cache .cache/devset] [--folds 5] [--out annotate/fusion_params.json]
+    python -m benchmarks.fit_fusion --tempo-study   # extra tempo-octave features, nested CV
 
 Reads the cached raw backend answers (``python -m benchmarks.devset`` builds them; no model
 runs here), reports a cross-validation over pieces (every rendering of a piece stays in one
@@ -45,6 +46,7 @@ from annotate.fusion import (  # noqa: E402
     fit_conditional_logit,
     fit_logistic,
     fuse_tempo,
+    grid_tempo,
     key_conf_features,
     key_features,
     key_posterior,
@@ -53,7 +55,7 @@ from annotate.fusion import (  # noqa: E402
     rel_diff,
     tempo_candidates,
 )
-from annotate.labels import key_index  # noqa: E402
+from annotate.labels import NO_CHORD, key_index  # noqa: E402
 from annotate.types import BackendAnalysis, ClipAnalysis  # noqa: E402
 from benchmarks.devset import DEFAULT_CACHE, DevClip, load_devset  # noqa: E402
 
@@ -197,12 +199,197 @@ def cross_validate(items: list[Parsed], k: int = 5, seed: int = 0
     return [o for o in out if o is not None], folds, fitted
 
 
+# --------------------------------------------------------------------------- tempo study
+
+def _ibi_cv(beats: tuple) -> float:
+    """Coefficient of variation of a beat grid's inter-beat intervals (0.0 under 4 beats)."""
+    t = np.array([b.time_s for b in beats])
+    if len(t) < 4:
+        return 0.0
+    d = np.diff(t)
+    d = d[d > 0]
+    return float(np.std(d) / np.mean(d)) if d.size else 0.0
+
+
+def _support_at(cands: np.ndarray, feats: np.ndarray, target: float, cols: list[int]) -> float:
+    """Summed evidence of ``cols`` at the candidate within the tolerance of ``target``."""
+    j = int(np.argmin([rel_diff(target, c) for c in cands]))
+    return float(feats[j, cols].sum()) if rel_diff(target, cands[j]) <= TEMPO_TOLERANCE else 0.0
+
+
+def _essentia_chord_changes(e: BackendAnalysis, min_run_s: float = 0.25) -> int:
+    """Chord changes in essentia's frame labels, runs shorter than ``min_run_s`` ignored."""
+    if not e.chord_frames or e.chord_fps <= 0:
+        return 0
+    runs: list[str] = []
+    start = 0
+    for j in range(1, len(e.chord_frames) + 1):
+        if j == len(e.chord_frames) or e.chord_frames[j] != e.chord_frames[start]:
+            if (j - start) / e.chord_fps >= min_run_s:
+                runs.append(str(e.chord_frames[start]))
+            start = j
+    return sum(a != b for a, b in zip(runs, runs[1:]))
+
+
+def study_columns(p: Parsed, cands: np.ndarray, f: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-candidate features tried on top of TEMPO_FEATURES (issue 13). Every one is read
+    from both backends' beat evidence, the bar model or the chords, relative to the
+    candidate: none is an absolute tempo prior."""
+    cols: dict[str, np.ndarray] = {}
+    grid, es, eg, top = f[:, 0] > 0, f[:, 2] > 0, f[:, 3] > 0, f[:, 4] > 0
+    # harmonic rhythm: beats per chord at the candidate (madmom's chords, essentia's frames)
+    durs = [c.end_s - c.start_s for c in p.madmom.chords if c.label != NO_CHORD]
+    med = float(np.median(durs)) if durs else 0.0
+    lr = np.log2(np.maximum([med * c / 60.0 if med > 0 else 1.0 for c in cands], 1e-3))
+    cols["hr_madmom"], cols["hr_madmom_sq"] = lr, lr ** 2
+    rate = _essentia_chord_changes(p.essentia) / max(p.madmom.duration_s, 1e-9)
+    le = np.log2(np.maximum([c / 60.0 / rate if rate > 0 else 1.0 for c in cands], 1e-3))
+    cols["hr_essentia"], cols["hr_essentia_sq"] = le, le ** 2
+    # agreement between the two trackers at the candidate
+    cols["grids_agree"] = (grid & eg).astype(float)
+    cols["n_sources"] = (f[:, :4] > 0).sum(1).astype(float)
+    cols["top_alone"] = (top & ~es & ~eg).astype(float)
+    # support at the candidate's octaves (the activation's periodicity, via the histogram)
+    cols["double_support"] = np.array([_support_at(cands, f, 2 * c, [0, 1, 2, 3]) for c in cands])
+    cols["half_support"] = np.array([_support_at(cands, f, c / 2, [0, 1, 2, 3]) for c in cands])
+    cols["double_hist"] = np.array([_support_at(cands, f, 2 * c, [1]) for c in cands])
+    cols["half_hist"] = np.array([_support_at(cands, f, c / 2, [1]) for c in cands])
+    # how regular each tracker's grid is, how clear madmom's histogram peak is
+    cols["grid_ibi_cv"] = grid * _ibi_cv(p.madmom.beats)
+    cols["egrid_ibi_cv"] = eg * _ibi_cv(p.essentia.beats)
+    hist = p.madmom.tempo.candidates
+    h1 = hist[0][1] if hist else 0.0
+    h2 = hist[1][1] if len(hist) > 1 else 0.0
+    cols["top_x_peak"], cols["top_x_margin"] = f[:, 4] * h1, f[:, 4] * (h1 - h2)
+    cols["essentia_x_conf"] = es * p.essentia.tempo.confidence
+    # the bar model: the grid level in 4/4, its meter probability
+    cols["grid_level_m4"] = grid * float(p.madmom.meter == 4)
+    cols["grid_x_meter_p"] = grid * p.madmom.meter_confidence
+    return cols
+
+
+#: The feature sets compared (each added to TEMPO_FEATURES).
+TEMPO_STUDY_SETS: dict[str, tuple[str, ...]] = {
+    "current": (),
+    "harmonic rhythm (madmom chords)": ("hr_madmom", "hr_madmom_sq"),
+    "harmonic rhythm (essentia frames)": ("hr_essentia", "hr_essentia_sq"),
+    "grids agree": ("grids_agree",),
+    "number of sources": ("n_sources",),
+    "madmom top alone": ("top_alone",),
+    "support at x2 and /2": ("double_support", "half_support"),
+    "histogram at x2 and /2": ("double_hist", "half_hist"),
+    "grid regularity": ("grid_ibi_cv", "egrid_ibi_cv"),
+    "histogram peak and margin": ("top_x_peak", "top_x_margin"),
+    "essentia confidence": ("essentia_x_conf",),
+    "grid level in 4/4": ("grid_level_m4",),
+    "grid x meter probability": ("grid_x_meter_p",),
+}
+
+
+@dataclass(frozen=True)
+class _TempoRow:
+    index: int                  # position in the items
+    x: dict[str, np.ndarray]    # "base" (TEMPO_FEATURES) and the study columns
+    hit: np.ndarray             # candidates within the tolerance of the label
+
+
+def _tempo_rows(items: list[Parsed]) -> list[_TempoRow]:
+    rows = []
+    for i, p in enumerate(items):
+        ref = p.clip.truth.tempo_bpm
+        if ref <= 0:
+            continue
+        cands, f, _ = tempo_candidates(p.madmom, p.essentia)
+        hit = np.array([rel_diff(c, ref) <= TEMPO_TOLERANCE for c in cands], bool)
+        x = {"base": f, **study_columns(p, cands, f)} if len(cands) else {}
+        rows.append(_TempoRow(i, x, hit))
+    return rows
+
+
+def _design(r: _TempoRow, names: tuple[str, ...]) -> np.ndarray:
+    return np.column_stack([r.x["base"]] + [r.x[n] for n in names])
+
+
+def _acc1(train: list[_TempoRow], test: list[_TempoRow], names: tuple[str, ...]) -> list[float]:
+    """Candidate-level Acc1 on ``test`` of the tempo logit fitted on ``train``."""
+    fit_rows = [r for r in train if r.x and r.hit.any()]
+    w = fit_conditional_logit([_design(r, names) for r in fit_rows],
+                              [r.hit for r in fit_rows], L2)
+    return [float(bool(r.x) and r.hit[int(np.argmax(_design(r, names) @ w))]) for r in test]
+
+
+def _misses(items: list[Parsed], missed: list[_TempoRow]) -> str:
+    """Which of the four tempo estimates (madmom's histogram top and DBN grid, essentia's
+    tempo and grid) were right on the clips the model missed."""
+    right = {"madmom top": 0, "madmom grid": 0, "essentia": 0, "essentia grid": 0, "none": 0}
+    for r in missed:
+        p = items[r.index]
+        ref = p.clip.truth.tempo_bpm
+        est = {"madmom top": p.madmom.tempo.bpm, "madmom grid": grid_tempo(p.madmom.beats),
+               "essentia": p.essentia.tempo.bpm, "essentia grid": grid_tempo(p.essentia.beats)}
+        ok = [n for n, b in est.items() if b > 0 and rel_diff(b, ref) <= TEMPO_TOLERANCE]
+        for n in ok:
+            right[n] += 1
+        right["none"] += not ok
+    return f"{len(missed)}; right among them: " + ", ".join(f"{n} {v}" for n, v in right.items())
+
+
+def tempo_study(items: list[Parsed], k: int = 5, seed: int = 0) -> float:
+    """Every set of :data:`TEMPO_STUDY_SETS` under k-fold CV over pieces, then a nested CV
+    (the set chosen on each outer fold's training pieces by an inner 4-fold CV). Prints every
+    fold; returns the nested-CV Acc1. Candidate level: a hit is the picked candidate within
+    4 % of the label (the consensus' answer is the mean of the agreeing estimates)."""
+    rows = _tempo_rows(items)
+    folds = folds_of(items, k, seed)
+    madmom = [float(rel_diff(items[r.index].madmom.tempo.bpm,
+                             items[r.index].clip.truth.tempo_bpm) <= TEMPO_TOLERANCE)
+              for r in rows]
+    per = [np.mean([m for m, r in zip(madmom, rows) if folds[r.index] == g]) for g in range(k)]
+    print(f"tempo study, {len(rows)} clips with a tempo label, {k} folds over pieces")
+    print(f"  {'madmom alone':36s} Acc1 {np.mean(madmom):.3f}  folds "
+          + " ".join(f"{v:.3f}" for v in per))
+    for name, names in TEMPO_STUDY_SETS.items():
+        hits, per = [], []
+        for g in range(k):
+            h = _acc1([r for r in rows if folds[r.index] != g],
+                      [r for r in rows if folds[r.index] == g], names)
+            hits += h
+            per.append(np.mean(h))
+        print(f"  {name:36s} Acc1 {np.mean(hits):.3f}  folds " + " ".join(f"{v:.3f}" for v in per))
+        if not names:
+            print("    its misses: " + _misses(items, [r for r, h in zip(
+                sorted(rows, key=lambda r: (folds[r.index], r.index)), hits) if not h]))
+    nested: list[float] = []
+    for g in range(k):
+        train = [r for r in rows if folds[r.index] != g]
+        inner = folds_of([items[r.index] for r in train], 4, seed + 1)
+        score = {}
+        for name, names in TEMPO_STUDY_SETS.items():
+            h = []
+            for j in range(4):
+                h += _acc1([r for r, q in zip(train, inner) if q != j],
+                           [r for r, q in zip(train, inner) if q == j], names)
+            score[name] = float(np.mean(h))
+        pick = max(TEMPO_STUDY_SETS, key=lambda n: (round(score[n], 9), n == "current"))
+        h = _acc1(train, [r for r in rows if folds[r.index] == g], TEMPO_STUDY_SETS[pick])
+        nested += h
+        print(f"  nested fold {g}: inner CV picks {pick!r} (inner {score[pick]:.3f}, current "
+              f"{score['current']:.3f}) -> outer Acc1 {np.mean(h):.3f}")
+    print(f"  nested CV Acc1 {np.mean(nested):.3f}")
+    return float(np.mean(nested))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=DEFAULT_PARAMS_PATH)
+    ap.add_argument("--tempo-study", action="store_true",
+                    help="compare extra tempo-octave features under (nested) CV; writes nothing")
     args = ap.parse_args(argv)
+    if args.tempo_study:
+        tempo_study(parse(load_devset(args.cache)), args.folds)
+        return 0
 
     from benchmarks.annotate_accuracy import report_devset
 

@@ -221,3 +221,33 @@ def test_tempo_candidates_are_the_evidence_and_its_octaves() -> None:
     j = int(np.argmin(np.abs(cands - 200.0)))
     assert feats[j, TEMPO_FEATURES.index("double_of_grid_m3")] == 1.0
     assert fuse_tempo(None, None, load_params())[:2] == (0.0, 0.0)
+
+
+# --------------------------------------------------------------------------- the tempo study
+
+def test_tempo_study_columns_are_relative_to_the_candidate() -> None:
+    """The features `fit_fusion --tempo-study` tries read the evidence relative to each
+    candidate (beats per chord, support at its octaves), not an absolute tempo."""
+    from benchmarks.devset import DevClip, Truth
+    from benchmarks.fit_fusion import TEMPO_STUDY_SETS, Parsed, study_columns
+
+    m, e, _ = music(bpm=100.0)
+    e = BackendAnalysis(**{**e.__dict__, "chord_fps": 10.0,
+                           "chord_frames": tuple(["C:maj"] * 60 + ["G:maj"] + ["F:maj"] * 60
+                                                 + ["C:maj"] * 60)})
+    p = Parsed(DevClip("x", "x", "bach", Truth(tempo_bpm=100.0), {}, {}), m, e)
+    cands, feats, _ = tempo_candidates(m, e)
+    cols = study_columns(p, cands, feats)
+    assert {n for names in TEMPO_STUDY_SETS.values() for n in names} <= set(cols)
+    assert all(v.shape == (len(cands),) for v in cols.values())
+    i100 = int(np.argmin(np.abs(cands - 100.0)))
+    i50 = int(np.argmin(np.abs(cands - 50.0)))
+    # madmom's chords last 6 s: 10 beats at 100 BPM, 5 at 50
+    assert cols["hr_madmom"][i100] == pytest.approx(np.log2(10.0))
+    assert cols["hr_madmom"][i100] - cols["hr_madmom"][i50] == pytest.approx(1.0)
+    # essentia's frames: the one-frame G run is ignored, 2 changes in 24 s -> 100 / 60 / (2/24)
+    assert cols["hr_essentia"][i100] == pytest.approx(np.log2(100.0 / 60.0 / (2 / DUR)))
+    # 50 BPM's double (100) holds every source; 100's half is 50, which only the hist holds
+    assert cols["double_support"][i50] == pytest.approx(feats[i100, :4].sum())
+    assert cols["half_hist"][i100] == pytest.approx(feats[i50, 1])
+    assert cols["grids_agree"][i100] == 1.0 and cols["grids_agree"][i50] == 0.0
