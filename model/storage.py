@@ -6,9 +6,10 @@ the bucket with :mod:`llark.storage`; the file that marks a thing complete goes 
 checkpoint's ``trainer_state.json``; the runner's done marker comes after the whole command), so
 a reader never sees half a checkpoint:
 
-* :func:`run_folder`: the training output. A remote one is downloaded first (so a run resumes
-  from its latest checkpoint) and uploaded when training returns, also after an error or a
-  SIGTERM stop, so completed checkpoints are kept.
+* :func:`run_folder`: the training output. For a remote one, its own files and latest complete
+  checkpoint are downloaded first (so a run resumes from it), each new checkpoint is uploaded as
+  soon as it is complete (a machine that dies loses at most the steps since the last one), and
+  checkpoints beyond ``keep_last`` are deleted on the bucket too.
 * :func:`fetch_checkpoint`: the checkpoint inference loads, downloaded without its optimizer.
 * :func:`output_file` / :func:`output_folder`: a predictions file or a scores folder, uploaded
   only when the command succeeded.
@@ -22,8 +23,9 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from llark import storage
 
@@ -88,14 +90,106 @@ def _ensure(folder: Path) -> Path:
     return folder
 
 
+@dataclass
+class RunFolder:
+    """A training output as the trainer sees it: a local folder, and for a bucket run the hook
+    that copies each checkpoint up as soon as it is complete."""
+
+    local: Path
+    on_checkpoint: Callable[[Path], None] | None = None
+
+
+class _RunSync:
+    """Keeps a bucket run folder in step with its local copy (one training process)."""
+
+    def __init__(self, local: Path, url: str, keep_last: int) -> None:
+        self.local, self.url, self.keep_last = local, url, keep_last
+        self.uploaded: set[str] = set()
+
+    def _small_files(self) -> None:
+        """The run's own files (metrics.jsonl, config.json, ...), everything but checkpoints."""
+        from model.checkpoint import CHECKPOINTS
+
+        for path in sorted(self.local.iterdir()):
+            if path.is_file():
+                storage.write_bytes(storage.join(self.url, path.name), path.read_bytes())
+            elif path.is_dir() and path.name != CHECKPOINTS:
+                storage.upload_tree(path, storage.join(self.url, path.name))
+
+    def checkpoint(self, final: Path) -> None:
+        """Upload one complete checkpoint (its state file last), then delete on the bucket the
+        complete checkpoints beyond ``keep_last`` (state file first, so a half-deleted one
+        never looks complete), then refresh the run's small files."""
+        from model.checkpoint import CHECKPOINTS, STATE_FILE
+
+        remote = storage.join(self.url, CHECKPOINTS, final.name)
+        storage.upload_tree(final, remote, last=(STATE_FILE,))
+        self.uploaded.add(final.name)
+        self._prune()
+        self._small_files()
+
+    def _prune(self) -> None:
+        """Delete on the bucket the complete checkpoints beyond ``keep_last`` (state file first,
+        so a half-deleted one never looks complete) and what a killed run left of older ones."""
+        from model.checkpoint import CHECKPOINTS, STATE_FILE
+
+        base = storage.join(self.url, CHECKPOINTS)
+        folders: dict[str, list[str]] = {}
+        for f in storage.list_files(base):
+            folders.setdefault(storage.relative(f, base).split("/", 1)[0], []).append(f)
+        complete = sorted((int(m.group(1)), name) for name, files in folders.items()
+                          if (m := _CHECKPOINT_NAME.match(name))
+                          and storage.join(base, name, STATE_FILE) in files)
+        if not complete:
+            return
+        keep = {name for _, name in complete[-self.keep_last:]}
+        oldest_kept = min(step for step, name in complete if name in keep)
+        for name, files in sorted(folders.items()):
+            m = _CHECKPOINT_NAME.match(name)
+            if m is None or name in keep or int(m.group(1)) > oldest_kept:
+                continue
+            state = storage.join(base, name, STATE_FILE)
+            storage.delete([state] if state in files else [])
+            storage.delete([f for f in files if f != state])
+
+    def close(self) -> None:
+        """At the end (also after an error or SIGTERM): checkpoints not yet up, and the run's
+        small files."""
+        from model.checkpoint import list_checkpoints
+
+        for _, path in list_checkpoints(self.local):
+            if path.name not in self.uploaded:
+                self.checkpoint(path)
+        self._small_files()
+
+
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def remote_checkpoints(url: str) -> list[str]:
+    """Complete checkpoints (with their state file) of a bucket run folder, oldest first."""
+    from model.checkpoint import CHECKPOINTS, STATE_FILE
+
+    base = storage.join(url, CHECKPOINTS)
+    pattern = re.compile(r"^(checkpoint-(\d+))/" + re.escape(STATE_FILE) + "$")
+    found = []
+    for f in storage.list_files(base, "*" + STATE_FILE):
+        m = pattern.match(storage.relative(f, base))
+        if m:
+            found.append((int(m.group(2)), storage.join(base, m.group(1))))
+    return [u for _, u in sorted(found)]
+
+
 @contextmanager
-def run_folder(output: str | Path) -> Iterator[Path]:
-    """The training output as a local folder. Remote: the bucket's copy is downloaded first
-    (resume) and everything is uploaded when the block ends, checkpoint state files last."""
-    from model.checkpoint import STATE_FILE
+def run_folder(output: str | Path, keep_last: int) -> Iterator[RunFolder]:
+    """The training output as a local folder. Remote: the run's own files and its latest
+    complete checkpoint are downloaded first (resume; older checkpoints stay on the bucket and
+    are not fetched), each new checkpoint is uploaded as soon as it is complete, checkpoints
+    beyond ``keep_last`` are deleted on the bucket, and the rest goes up when the block ends."""
+    from model.checkpoint import CHECKPOINTS
 
     if not storage.is_remote(output):
-        yield Path(output)
+        yield RunFolder(Path(output))
         return
     url = os.fspath(output).rstrip("/")
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
@@ -107,12 +201,25 @@ def run_folder(output: str | Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="llark-run-") as tmp:
         local = Path(tmp) / "run"
         local.mkdir()
-        storage.download_tree(url, local)
+        for f in storage.list_files(url):
+            rel = storage.relative(f, url)
+            if rel.split("/", 1)[0] != CHECKPOINTS:
+                _download(f, local / rel)
+        latest = remote_checkpoints(url)[-1:]
+        sync = _RunSync(local, url, keep_last)
+        for ckpt in latest:
+            name = storage.name(ckpt)
+            storage.download_tree(ckpt, local / CHECKPOINTS / name)
+            sync.uploaded.add(name)
         try:
-            yield local
+            yield RunFolder(local, sync.checkpoint)
         finally:
-            if any(local.iterdir()):
-                storage.upload_tree(local, url, last=(STATE_FILE,))
+            sync.close()
+
+
+def _download(url: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(storage.read_bytes(url))
 
 
 @contextmanager

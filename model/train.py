@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -287,8 +287,11 @@ def save_checkpoint(acc: Any, model: Any, optimizer: Any, scheduler: Any, tokeni
 
 
 def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int = 0,
-          resume: bool = True) -> TrainResult:
-    """Train until ``cfg.max_steps`` (or ``stop_at``, which simulates an interruption)."""
+          resume: bool = True, on_checkpoint: Callable[[Path], None] | None = None
+          ) -> TrainResult:
+    """Train until ``cfg.max_steps`` (or ``stop_at``, which simulates an interruption).
+    ``on_checkpoint`` is called on the main process with each complete checkpoint's folder
+    (a bucket run uploads it there)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, broadcast_object_list, gather_object, set_seed
     from tqdm.auto import tqdm
@@ -479,6 +482,8 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
                 run_start = time.perf_counter()
                 last_saved = save_checkpoint(acc, model, optimizer, scheduler, tokenizer, spec,
                                              cfg, state, position, output)
+                if on_checkpoint is not None and acc.is_main_process:
+                    on_checkpoint(last_saved)
             if stopping:
                 result.stopped_early = True
                 break
@@ -543,9 +548,11 @@ def run(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         cfg = resolve_config(ns)
-        # a gs:// or s3:// run folder: trained in a local copy, uploaded when train() returns
-        with run_folder(ns.output) as output:
-            train(cfg, ns.shards, output, stop_at=ns.stop_at, resume=not ns.no_resume)
+        # a gs:// or s3:// run folder: trained in a local copy, each checkpoint uploaded as soon
+        # as it is complete
+        with run_folder(ns.output, cfg.keep_last) as folder:
+            train(cfg, ns.shards, folder.local, stop_at=ns.stop_at, resume=not ns.no_resume,
+                  on_checkpoint=folder.on_checkpoint)
     except (ConfigError, ShardError, CheckpointError) as exc:
         print(f"llark train: error: {exc}", file=sys.stderr)
         return 2

@@ -103,3 +103,60 @@ def test_train_resume_infer_eval_with_every_path_on_the_bucket(object_store, tmp
                      "--no-meteor"]) == 0
     scores = json.loads(storage.read_text(object_store.url("eval", "metrics.json")))
     assert scores["n_predictions"] == 12
+
+
+@pytest.mark.slow
+def test_killed_bucket_run_keeps_each_checkpoint_and_resumes(s3, tmp_path):
+    """A machine that dies mid-run (SIGKILL: no cleanup runs) has already put every complete
+    checkpoint on the bucket, only the last ``keep_last`` of them, and a rerun resumes from the
+    newest one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from model.storage import remote_checkpoints
+    from model.train import run as train_run
+
+    local = tmp_path / "s"
+    make_shard_set(local, n_rows=6, n_frames=4, dim=128, encoder="features-v1")
+    shards, run = s3.url("s"), s3.url("run")
+    storage.upload_tree(local, shards, last=(INDEX_FILE,))
+    common = ["tiny_hidden_size=32", "trackers=", "splits=", "save_every=1", "keep_last=2"]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "train", "--shards", shards,
+                             "--output", run, "max_steps=100000", *common], cwd=repo,
+                            env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(remote_checkpoints(run)) >= 2 and \
+                    int(remote_checkpoints(run)[-1].rsplit("-", 1)[1]) >= 3:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the trainer exited on its own"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    complete = remote_checkpoints(run)
+    steps = [int(u.rsplit("-", 1)[1]) for u in complete]
+    assert steps[-1] >= 3, steps
+    # the newest upload comes before the old one's deletion: keep_last, or one more mid-prune
+    assert 2 <= len(steps) <= 3 and steps == sorted(steps), steps
+    newest = steps[-1]
+    # the rerun resumes from the newest complete checkpoint (not from scratch) and prunes
+    assert train_run(["--shards", shards, "--output", run, f"max_steps={newest + 2}",
+                      *common]) == 0
+    after = [int(u.rsplit("-", 1)[1]) for u in remote_checkpoints(run)]
+    assert after == [newest + 1, newest + 2], after
+    # nothing of older checkpoints is left, not even the files a kill mid-prune leaves behind
+    folders = {storage.relative(f, run).split("/")[1]
+               for f in storage.list_files(run, "checkpoints/*")}
+    assert folders == {f"checkpoint-{s:08d}" for s in after}, folders
+    logged = [json.loads(x)["step"] for x in
+              storage.read_text(storage.join(run, "metrics.jsonl")).splitlines()]
+    assert logged[-1] == newest + 2 and len(logged) == len(set(logged)), logged  # not redone
