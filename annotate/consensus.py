@@ -45,7 +45,7 @@ from annotate.fusion import (
     rel_diff,
 )
 from annotate.labels import NO_CHORD, chord_index
-from annotate.types import BackendAnalysis, BeatTime, Chord, ClipAnalysis
+from annotate.types import BackendAnalysis, Beat, ChordSegment, ClipAnalysis
 from llark.config import doc
 from llark.errors import ConfigError
 
@@ -107,7 +107,7 @@ def meter_at_level(meter: int, ratio: float) -> int:
 
 
 def _number_beats(times: list[float], downbeats: tuple[float, ...], meter: int,
-                  tolerance_s: float = 0.07) -> tuple[BeatTime, ...]:
+                  tolerance_s: float = 0.07) -> tuple[Beat, ...]:
     """Number ``times`` cyclically 1..``meter``, with the bar phase that puts the most of
     another tracker's ``downbeats`` on a beat 1 (ties: the earliest phase). A whole-bar cycle
     stays consistent even when that tracker ran at double speed and marked half-bars.
@@ -116,19 +116,19 @@ def _number_beats(times: list[float], downbeats: tuple[float, ...], meter: int,
     if not t.size:
         return ()
     if meter <= 0 or not downbeats:
-        return tuple(BeatTime(round(float(x), 4), 0) for x in t)
+        return tuple(Beat(round(float(x), 4), 0) for x in t)
     votes = np.zeros(meter)
     for d in downbeats:
         i = int(np.argmin(np.abs(t - d)))
         if abs(t[i] - d) <= tolerance_s:
             votes[i % meter] += 1
     phase = int(np.argmax(votes))
-    return tuple(BeatTime(round(float(x), 4), int((i - phase) % meter + 1))
+    return tuple(Beat(round(float(x), 4), int((i - phase) % meter + 1))
                  for i, x in enumerate(t))
 
 
 def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None, bpm: float,
-                  cfg: ConsensusConfig) -> tuple[tuple[BeatTime, ...], int, float, str]:
+                  cfg: ConsensusConfig) -> tuple[tuple[Beat, ...], int, float, str]:
     """``(beats, meter, meter probability, note)`` on the level of the consensus tempo; the
     meter probability is madmom's (uncalibrated: :func:`combine` calibrates it)."""
     if madmom is not None and madmom.beats:
@@ -154,7 +154,7 @@ def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
 # --------------------------------------------------------------------------- key
 
 def resolve_key(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-                chords: tuple[Chord, ...], params: FusionParams) -> tuple[str, float, str]:
+                chords: tuple[ChordSegment, ...], params: FusionParams) -> tuple[str, float, str]:
     """``(label, calibrated confidence, note)`` from the fitted 24-key fusion."""
     return fuse_key(madmom, essentia, chords, params)
 
@@ -166,7 +166,7 @@ def _frame_label_at(frames: tuple[str, ...], fps: float, t: float) -> str:
     return frames[min(max(i, 0), len(frames) - 1)] if frames else NO_CHORD
 
 
-def chord_agreement(chords: tuple[Chord, ...], frames: tuple[str, ...], fps: float) -> float:
+def chord_agreement(chords: tuple[ChordSegment, ...], frames: tuple[str, ...], fps: float) -> float:
     """Share of non-N frames of another backend that agree with ``chords``."""
     if not frames or fps <= 0 or not chords:
         return 0.0
@@ -183,13 +183,13 @@ def chord_agreement(chords: tuple[Chord, ...], frames: tuple[str, ...], fps: flo
     return agree / n if n else 0.0
 
 
-def merge_repeats(chords: tuple[Chord, ...] | list[Chord]) -> tuple[Chord, ...]:
+def merge_repeats(chords: tuple[ChordSegment, ...] | list[ChordSegment]) -> tuple[ChordSegment, ...]:
     """Join neighbouring segments with the same label (``F:maj`` 0–1 s + ``F:maj`` 1–1.9 s
     → ``F:maj`` 0–1.9 s), as filling a gap with its neighbour's chord can leave them."""
-    out: list[Chord] = []
+    out: list[ChordSegment] = []
     for c in chords:
         if out and out[-1].label == c.label and abs(out[-1].end_s - c.start_s) < 1e-6:
-            out[-1] = Chord(out[-1].start_s, c.end_s, c.label)
+            out[-1] = ChordSegment(out[-1].start_s, c.end_s, c.label)
         else:
             out.append(c)
     return tuple(out)
@@ -197,7 +197,7 @@ def merge_repeats(chords: tuple[Chord, ...] | list[Chord]) -> tuple[Chord, ...]:
 
 def resolve_chords(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
                    cfg: ConsensusConfig, params: FusionParams
-                   ) -> tuple[tuple[Chord, ...], float, str]:
+                   ) -> tuple[tuple[ChordSegment, ...], float, str]:
     """``(chords, calibrated confidence, note)``: madmom's segments, N over loud music filled
     from a confident essentia."""
     if madmom is None:
@@ -216,7 +216,7 @@ def resolve_chords(madmom: BackendAnalysis | None, essentia: BackendAnalysis | N
                 labels = [lab for lab in labels if lab != NO_CHORD]
                 if len(labels) >= 0.8 * (c.end_s - c.start_s) * essentia.chord_fps:
                     vals, counts = np.unique(labels, return_counts=True)
-                    filled.append(Chord(c.start_s, c.end_s, str(vals[np.argmax(counts)])))
+                    filled.append(ChordSegment(c.start_s, c.end_s, str(vals[np.argmax(counts)])))
                     note = "chords: madmom, N filled from essentia"
                     continue
             filled.append(c)
@@ -235,7 +235,7 @@ def silent_analysis(backend: str, duration_s: float, rms_dbfs: float) -> ClipAna
     return ClipAnalysis(
         backend=backend, duration_s=duration_s, tempo_bpm=0.0, tempo_confidence=0.0, beats=(),
         downbeats_s=(), meter=0, meter_confidence=0.0, key="", key_confidence=0.0,
-        chords=(Chord(0.0, round(duration_s, 3), NO_CHORD),), chords_confidence=1.0,
+        chords=(ChordSegment(0.0, round(duration_s, 3), NO_CHORD),), chords_confidence=1.0,
         is_silent=True, rms_dbfs=rms_dbfs, notes=(f"silent: {rms_dbfs:.1f} dBFS",))
 
 

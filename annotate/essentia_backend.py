@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotate.labels import essentia_key, harte
-from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
+from annotate.types import BackendAnalysis, Beat, ChordSegment, KeyEstimate, TempoEstimate
 from llark.audio import resample
 from llark.config import doc
 from llark.errors import AnalysisError, ConfigError
@@ -75,9 +75,9 @@ class EssentiaConfig:
             raise ConfigError(f"chord_window_s must be within 0.1..10, got {self.chord_window_s}")
 
 
-def _segments(labels: list[str], times: np.ndarray, end_s: float) -> tuple[Chord, ...]:
+def _segments(labels: list[str], times: np.ndarray, end_s: float) -> tuple[ChordSegment, ...]:
     """Consecutive equal labels at ``times`` (start of each) → chord segments up to ``end_s``."""
-    out: list[Chord] = []
+    out: list[ChordSegment] = []
     for i, label in enumerate(labels):
         start = float(times[i])
         stop = float(times[i + 1]) if i + 1 < len(labels) else end_s
@@ -85,9 +85,9 @@ def _segments(labels: list[str], times: np.ndarray, end_s: float) -> tuple[Chord
         if stop <= start:
             continue
         if out and out[-1].label == label:
-            out[-1] = Chord(out[-1].start_s, round(stop, 3), label)
+            out[-1] = ChordSegment(out[-1].start_s, round(stop, 3), label)
         else:
-            out.append(Chord(round(start, 3), round(stop, 3), label))
+            out.append(ChordSegment(round(start, 3), round(stop, 3), label))
     return tuple(out)
 
 
@@ -172,7 +172,7 @@ class EssentiaAnnotator:
                 if all(abs(vals[i] - c) > 1.0 for c, _ in cands):
                     cands.append((float(vals[i]), float(counts[i] / est.size)))
         tempo = TempoEstimate(bpm, tempo_conf if bpm > 0 else 0.0, tuple(cands))
-        beats = tuple(BeatTime(round(float(t), 4), 0) for t in ticks) if bpm > 0 else ()
+        beats = tuple(Beat(round(float(t), 4), 0) for t in ticks) if bpm > 0 else ()
 
         # ---- key
         key_name, scale, strength = self._key(x)
@@ -190,7 +190,7 @@ class EssentiaAnnotator:
         else:
             chroma = ()
         frame_labels: list[str] = []
-        chords: tuple[Chord, ...] = ()
+        chords: tuple[ChordSegment, ...] = ()
         chords_conf = 0.0
         if pcp.shape[0]:
             labels, strength_f = self._chords(pcp)
@@ -214,7 +214,7 @@ class EssentiaAnnotator:
             else:
                 chords = _segments(frame_labels, times, duration)
         if not chords:
-            chords = (Chord(0.0, round(duration, 3), "N"),)
+            chords = (ChordSegment(0.0, round(duration, 3), "N"),)
         return BackendAnalysis(
             backend=self.name, duration_s=duration, tempo=tempo, beats=beats, meter=0,
             meter_confidence=0.0, key=key, chords=chords, chords_confidence=chords_conf,

@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from annotate.labels import KEYS, NO_CHORD, chord_index
-from annotate.types import BackendAnalysis, BeatTime, Chord
+from annotate.types import BackendAnalysis, Beat, ChordSegment
 from llark.errors import ConfigError
 
 DEFAULT_PARAMS_PATH = Path(__file__).with_name("fusion_params.json")
@@ -273,7 +273,7 @@ def profile_scores(chroma: Sequence[float]) -> np.ndarray:
     return out
 
 
-def chord_key_scores(chords: Sequence[Chord]) -> np.ndarray:
+def chord_key_scores(chords: Sequence[ChordSegment]) -> np.ndarray:
     """How well a chord sequence fits each key ``(24,)``: duration-weighted triad weights
     (tonic 1.0, subdominant/dominant ~0.5, other diatonic triads less), mean-centred."""
     timed = [(chord_index(c.label), c.end_s - c.start_s) for c in chords if c.label != NO_CHORD]
@@ -290,7 +290,7 @@ def chord_key_scores(chords: Sequence[Chord]) -> np.ndarray:
 
 
 def key_features(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-                 chords: Sequence[Chord]) -> np.ndarray:
+                 chords: Sequence[ChordSegment]) -> np.ndarray:
     """``(24, len(KEY_FEATURES))``: the evidence for each key (zeros where a backend is
     missing)."""
     from annotate.labels import key_index
@@ -319,7 +319,7 @@ def key_posterior(features: np.ndarray, weights: Sequence[float]) -> np.ndarray:
 
 def key_conf_features(posterior: np.ndarray, best: int, features: np.ndarray,
                       madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-                      chords: Sequence[Chord]) -> np.ndarray:
+                      chords: Sequence[ChordSegment]) -> np.ndarray:
     """The inputs of the key confidence (:data:`KEY_CONF_FEATURES`): the winner's posterior
     and how tonal and musical the clip is: the share of essentia's profiles that name the
     winner, madmom's probability of it and of its own favourite (log: low when the CNN
@@ -345,7 +345,7 @@ def key_conf_features(posterior: np.ndarray, best: int, features: np.ndarray,
 
 
 def fuse_key(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
-             chords: Sequence[Chord], params: FusionParams) -> tuple[str, float, str]:
+             chords: Sequence[ChordSegment], params: FusionParams) -> tuple[str, float, str]:
     """``(key, calibrated confidence, note)``; ``("", 0, ...)`` without evidence."""
     f = key_features(madmom, essentia, chords)
     if not np.any(f):
@@ -370,7 +370,7 @@ def rel_diff(a: float, b: float) -> float:
     return abs(a - b) / b if b > 0 else math.inf
 
 
-def grid_tempo(beats: Sequence[BeatTime]) -> float:
+def grid_tempo(beats: Sequence[Beat]) -> float:
     """60 / median inter-beat interval; 0.0 with fewer than 3 beats."""
     if len(beats) < 3:
         return 0.0

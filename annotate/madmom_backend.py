@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotate.labels import KEYS, harte, madmom_key_probabilities
-from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
+from annotate.types import BackendAnalysis, Beat, ChordSegment, KeyEstimate, TempoEstimate
 from llark.audio import resample
 from llark.config import doc
 from llark.errors import AnalysisError, ConfigError
@@ -158,7 +158,7 @@ class MadmomAnnotator:
 
     # ------------------------------------------------------------------ analyses
 
-    def downbeats(self, act: np.ndarray) -> tuple[tuple[BeatTime, ...], int, float]:
+    def downbeats(self, act: np.ndarray) -> tuple[tuple[Beat, ...], int, float]:
         """Beats with bar positions, the meter and its confidence from the downbeat
         activation ``(frames, 2)`` (the DBN processor's code, keeping every meter's score)."""
         from madmom.features.beats import threshold_activations
@@ -185,7 +185,7 @@ class MadmomAnnotator:
         if beat_range[-1]:
             idx = np.r_[idx, beat_range.size]
         frames = [int(np.argmax(act[left:right]) // 2 + left) for left, right in idx.reshape(-1, 2)]
-        beats = tuple(BeatTime(round((f + first) / FPS, 4), int(beat_numbers[f])) for f in frames)
+        beats = tuple(Beat(round((f + first) / FPS, 4), int(beat_numbers[f])) for f in frames)
         meter = int(dbn.beats_per_bar[best])
         # Meter confidence: softmax over the bar-length HMMs' log probabilities, per beat
         # (the raw log-likelihood ratio grows with the length of the clip).
@@ -210,7 +210,7 @@ class MadmomAnnotator:
         best = int(np.argmax(probs))
         return KeyEstimate(KEYS[best], float(probs[best]), probs)
 
-    def chords(self, signal: object, duration_s: float) -> tuple[tuple[Chord, ...], float]:
+    def chords(self, signal: object, duration_s: float) -> tuple[tuple[ChordSegment, ...], float]:
         feats = self._chord_features(signal)                       # (frames, 128)
         path = self._crf(feats)                                    # (frames,) class ids
         segments = self._crf_proc.processors[1](path)              # (start, end, label)
@@ -218,10 +218,10 @@ class MadmomAnnotator:
         for start, end, label in segments:
             start, end = float(start), min(float(end), duration_s)
             if end > start:
-                chords.append(Chord(round(start, 3), round(end, 3), harte(str(label))))
+                chords.append(ChordSegment(round(start, 3), round(end, 3), harte(str(label))))
         if chords and chords[-1].end_s < duration_s:
             last = chords[-1]
-            chords[-1] = Chord(last.start_s, round(duration_s, 3), last.label)
+            chords[-1] = ChordSegment(last.start_s, round(duration_s, 3), last.label)
         post = crf_marginals(self._crf, np.asarray(feats, dtype=np.float64))
         conf = float(np.mean(post[np.arange(len(path)), path])) if len(path) else 0.0
         return tuple(chords), conf

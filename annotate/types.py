@@ -11,8 +11,8 @@ Conventions (:mod:`llark.music`, the project's music vocabulary): keys read ``"F
 (``"A:min"``, ``"Bb:maj"``) plus ``"N"`` (no chord); ``beat_number`` is the 1-based position in
 the bar and ``0`` where a backend does not know the bar (essentia). Key probability vectors use
 :data:`llark.music.KEYS` order (C major .. B major, C minor .. B minor). Beats and chord
-segments are :class:`llark.music.Beat` and :class:`llark.music.ChordSegment`; ``BeatTime`` and
-``Chord`` are the names the backends and the consensus know them by.
+segments are :class:`llark.music.Beat` and :class:`llark.music.ChordSegment` (one definition,
+re-exported here for the backends and the consensus).
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from typing import Any
 from llark.music import Beat, ChordSegment
 
 BACKENDS = ("consensus", "madmom", "essentia")
-
-BeatTime = Beat
-Chord = ChordSegment
 
 
 @dataclass(frozen=True)
@@ -77,11 +74,11 @@ class BackendAnalysis:
     backend: str
     duration_s: float
     tempo: TempoEstimate
-    beats: tuple[BeatTime, ...]
+    beats: tuple[Beat, ...]
     meter: int                        # beats per bar; 0 = unknown
     meter_confidence: float
     key: KeyEstimate
-    chords: tuple[Chord, ...]
+    chords: tuple[ChordSegment, ...]
     chords_confidence: float
     beats_confidence: float = 0.0
     chroma: tuple[float, ...] = ()
@@ -122,12 +119,12 @@ class BackendAnalysis:
             backend=d["backend"], duration_s=float(d["duration_s"]),
             tempo=TempoEstimate(float(t["bpm"]), float(t["confidence"]),
                                 tuple((float(b), float(s)) for b, s in t.get("candidates", ()))),
-            beats=tuple(BeatTime(float(b), int(n)) for b, n in d["beats"]),
+            beats=tuple(Beat(float(b), int(n)) for b, n in d["beats"]),
             meter=int(d["meter"]), meter_confidence=float(d["meter_confidence"]),
             key=KeyEstimate(k["label"], float(k["confidence"]),
                             tuple(float(p) for p in k.get("probabilities", ())),
                             float(k.get("strength", 0.0))),
-            chords=tuple(Chord(float(s), float(e), str(lab)) for s, e, lab in d["chords"]),
+            chords=tuple(ChordSegment(float(s), float(e), str(lab)) for s, e, lab in d["chords"]),
             chords_confidence=float(d["chords_confidence"]),
             beats_confidence=float(d.get("beats_confidence", 0.0)),
             chroma=tuple(float(c) for c in d.get("chroma", ())),
@@ -151,13 +148,13 @@ class ClipAnalysis:
     duration_s: float
     tempo_bpm: float
     tempo_confidence: float
-    beats: tuple[BeatTime, ...]
+    beats: tuple[Beat, ...]
     downbeats_s: tuple[float, ...]
     meter: int
     meter_confidence: float
     key: str
     key_confidence: float
-    chords: tuple[Chord, ...]
+    chords: tuple[ChordSegment, ...]
     chords_confidence: float
     is_silent: bool = False
     rms_dbfs: float = 0.0

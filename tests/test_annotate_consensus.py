@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from annotate.fusion import FusionParams, load_params
 from annotate.labels import KEYS, key_index
-from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
+from annotate.types import BackendAnalysis, Beat, ChordSegment, KeyEstimate, TempoEstimate
 from llark.errors import ConfigError
 
 CFG = ConsensusConfig()
@@ -38,10 +38,10 @@ PROFILES = ("edma", "bgate", "temperley", "krumhansl", "shaath")
 
 
 def grid(bpm: float, meter: int = 4, start: float = 0.5, numbered: bool = True
-         ) -> tuple[BeatTime, ...]:
+         ) -> tuple[Beat, ...]:
     ibi = 60.0 / bpm
     n = int((DUR - start) / ibi)
-    return tuple(BeatTime(round(start + i * ibi, 4), (i % meter + 1) if numbered else 0)
+    return tuple(Beat(round(start + i * ibi, 4), (i % meter + 1) if numbered else 0)
                  for i in range(n))
 
 
@@ -54,7 +54,7 @@ def onehot_key(label: str, p: float = 0.9) -> tuple[float, ...]:
 def madmom(bpm_grid: float = 120.0, hist: tuple = ((120.0, 0.5), (60.0, 0.3)), meter: int = 4,
            key: str = "C major", key_p: float = 0.9, chords: tuple = (), beats_conf: float = 0.7
            ) -> BackendAnalysis:
-    chords = chords or (Chord(0.0, 12.0, "C:maj"), Chord(12.0, DUR, "G:maj"))
+    chords = chords or (ChordSegment(0.0, 12.0, "C:maj"), ChordSegment(12.0, DUR, "G:maj"))
     return BackendAnalysis(
         backend="madmom", duration_s=DUR, tempo=TempoEstimate(hist[0][0], hist[0][1], hist),
         beats=grid(bpm_grid, meter), meter=meter, meter_confidence=0.9,
@@ -67,7 +67,7 @@ def essentia(bpm: float = 120.0, conf: float = 0.8, key: str = "C major", streng
     return BackendAnalysis(
         backend="essentia", duration_s=DUR, tempo=TempoEstimate(bpm, conf, ((bpm, 1.0),)),
         beats=grid(bpm, numbered=False, start=0.52), meter=0, meter_confidence=0.0,
-        key=KeyEstimate(key, strength, (), strength), chords=(Chord(0.0, DUR, "C:maj"),),
+        key=KeyEstimate(key, strength, (), strength), chords=(ChordSegment(0.0, DUR, "C:maj"),),
         chords_confidence=chords_conf, beats_confidence=conf, chroma=chroma,
         chord_frames=frames, chord_fps=10.0 if frames else 0.0,
         key_profiles=tuple((p, key, strength) for p in PROFILES))
@@ -155,10 +155,10 @@ def test_essentia_beats_take_the_bar_phase_of_madmom_downbeats() -> None:
     times = [b.time_s for b in e.beats]
     m = BackendAnalysis(
         backend="madmom", duration_s=DUR, tempo=TempoEstimate(60.0, 0.5, ((60.0, 0.5),)),
-        beats=tuple(BeatTime(t, (i // 2) % 4 + 1 if i % 2 == 0 else 0)
+        beats=tuple(Beat(t, (i // 2) % 4 + 1 if i % 2 == 0 else 0)
                     for i, t in enumerate(times[2:]) if i % 2 == 0),
         meter=4, meter_confidence=0.8, key=KeyEstimate("C major", 0.5, onehot_key("C major")),
-        chords=(Chord(0.0, DUR, "C:maj"),), chords_confidence=0.5, beats_confidence=0.5)
+        chords=(ChordSegment(0.0, DUR, "C:maj"),), chords_confidence=0.5, beats_confidence=0.5)
     assert m.downbeats_s[0] == times[2]
     beats, meter, _, note = resolve_beats(m, e, 120.0, CFG)
     assert "essentia" in note and meter == 4
@@ -199,11 +199,11 @@ def test_profile_scores_find_the_key_of_a_scale_chroma() -> None:
 
 
 def test_chord_key_scores_prefer_the_tonic_of_a_progression() -> None:
-    chords = (Chord(0, 4, "A:min"), Chord(4, 6, "F:maj"), Chord(6, 8, "G:maj"),
-              Chord(8, 12, "A:min"), Chord(12, 13, "N"))
+    chords = (ChordSegment(0, 4, "A:min"), ChordSegment(4, 6, "F:maj"), ChordSegment(6, 8, "G:maj"),
+              ChordSegment(8, 12, "A:min"), ChordSegment(12, 13, "N"))
     scores = chord_key_scores(chords)
     assert KEYS[int(np.argmax(scores))] == "A minor"
-    assert not chord_key_scores((Chord(0, 5, "N"),)).any()
+    assert not chord_key_scores((ChordSegment(0, 5, "N"),)).any()
 
 
 def test_key_fusion_overrules_a_confident_but_lone_madmom() -> None:
@@ -211,8 +211,8 @@ def test_key_fusion_overrules_a_confident_but_lone_madmom() -> None:
     a_minor = np.zeros(12)
     a_minor[[9, 11, 0, 2, 4, 5, 7]] = 1.0
     a_minor[[9, 0, 4]] += 1.0
-    chords = (Chord(0, 6, "A:min"), Chord(6, 9, "D:min"), Chord(9, 12, "E:maj"),
-              Chord(12, 18, "A:min"))
+    chords = (ChordSegment(0, 6, "A:min"), ChordSegment(6, 9, "D:min"), ChordSegment(9, 12, "E:maj"),
+              ChordSegment(12, 18, "A:min"))
     m = madmom(key="C major", key_p=0.9, chords=chords)
     e = essentia(key="A minor", strength=0.8, chroma=tuple(a_minor))
     label, conf, note = resolve_key(m, e, chords, PARAMS)
@@ -223,7 +223,7 @@ def test_key_fusion_overrules_a_confident_but_lone_madmom() -> None:
 
 def test_key_fusion_keeps_an_agreed_key_confident() -> None:
     label, conf, _ = resolve_key(madmom(key="G major"), essentia(key="G major"),
-                                 (Chord(0, 12, "G:maj"), Chord(12, 24, "C:maj")), PARAMS)
+                                 (ChordSegment(0, 12, "G:maj"), ChordSegment(12, 24, "C:maj")), PARAMS)
     assert label == "G major" and conf > 0.5
 
 
@@ -246,10 +246,10 @@ def test_chords_follow_madmom_with_agreement_confidence() -> None:
 
 
 def test_madmom_no_chord_over_music_is_filled_by_a_confident_essentia() -> None:
-    m = madmom(chords=(Chord(0.0, 4.0, "N"), Chord(4.0, DUR, "C:maj")))
+    m = madmom(chords=(ChordSegment(0.0, 4.0, "N"), ChordSegment(4.0, DUR, "C:maj")))
     frames = ("F:maj",) * 40 + ("C:maj",) * 200
     chords, _, note = resolve_chords(m, essentia(frames=frames, chords_conf=0.9), CFG, PARAMS)
-    assert chords[0] == Chord(0.0, 4.0, "F:maj") and "filled" in note
+    assert chords[0] == ChordSegment(0.0, 4.0, "F:maj") and "filled" in note
     # an unconfident essentia leaves madmom's N alone
     chords, _, _ = resolve_chords(m, essentia(frames=frames, chords_conf=0.2), CFG, PARAMS)
     assert chords[0].label == "N"
@@ -282,7 +282,7 @@ def test_from_single_reports_one_backend_as_is() -> None:
 def test_silent_analysis_is_annotated_as_silence() -> None:
     out = silent_analysis("consensus", 10.0, -80.0)
     assert out.is_silent and out.tempo_bpm == 0.0 and out.beats == () and out.key == ""
-    assert out.key_confidence == 0.0 and out.chords == (Chord(0.0, 10.0, "N"),)
+    assert out.key_confidence == 0.0 and out.chords == (ChordSegment(0.0, 10.0, "N"),)
     js = out.to_json_dict("x.wav")
     assert js["key"] == {"label": "", "confidence": 0.0} and js["beats"] == []
 
@@ -316,10 +316,10 @@ def test_madmom_with_too_few_beats_for_a_grid_keeps_its_meter() -> None:
 
 def test_merge_repeats_joins_neighbouring_equal_chords():
     from annotate.consensus import merge_repeats
-    from annotate.types import Chord
+    from annotate.types import ChordSegment
 
-    chords = (Chord(0.0, 1.0, "F:maj"), Chord(1.0, 1.9, "F:maj"), Chord(1.9, 3.9, "D:min"),
-              Chord(3.9, 4.0, "F:maj"))
-    assert merge_repeats(chords) == (Chord(0.0, 1.9, "F:maj"), Chord(1.9, 3.9, "D:min"),
-                                     Chord(3.9, 4.0, "F:maj"))
+    chords = (ChordSegment(0.0, 1.0, "F:maj"), ChordSegment(1.0, 1.9, "F:maj"), ChordSegment(1.9, 3.9, "D:min"),
+              ChordSegment(3.9, 4.0, "F:maj"))
+    assert merge_repeats(chords) == (ChordSegment(0.0, 1.9, "F:maj"), ChordSegment(1.9, 3.9, "D:min"),
+                                     ChordSegment(3.9, 4.0, "F:maj"))
     assert merge_repeats(()) == ()

@@ -28,7 +28,7 @@ from annotate.fusion import (
     tempo_candidates,
 )
 from annotate.labels import KEYS, key_index
-from annotate.types import BackendAnalysis, BeatTime, Chord, KeyEstimate, TempoEstimate
+from annotate.types import BackendAnalysis, Beat, ChordSegment, KeyEstimate, TempoEstimate
 from llark.errors import ConfigError
 
 DUR = 24.0
@@ -118,9 +118,9 @@ def test_parameter_files_are_checked() -> None:
 
 # --------------------------------------------------------------------------- behaviour of the fit
 
-def _grid(bpm: float, meter: int = 4, numbered: bool = True) -> tuple[BeatTime, ...]:
+def _grid(bpm: float, meter: int = 4, numbered: bool = True) -> tuple[Beat, ...]:
     ibi = 60.0 / bpm
-    return tuple(BeatTime(round(0.5 + i * ibi, 4), (i % meter + 1) if numbered else 0)
+    return tuple(Beat(round(0.5 + i * ibi, 4), (i % meter + 1) if numbered else 0)
                  for i in range(int((DUR - 0.5) / ibi)))
 
 
@@ -141,12 +141,12 @@ def _scale_chroma(tonic: int, minor: bool = False) -> tuple[float, ...]:
 
 
 def music(key: str = "G major", bpm: float = 120.0) -> tuple[BackendAnalysis, BackendAnalysis,
-                                                             tuple[Chord, ...]]:
+                                                             tuple[ChordSegment, ...]]:
     """Two backends that hear clear, agreeing music in ``key`` at ``bpm``."""
     tonic = key_index(key) % 12
     names = [KEYS[(tonic + s) % 12].split()[0] for s in (0, 5, 7)]
-    chords = (Chord(0, 6, f"{names[0]}:maj"), Chord(6, 12, f"{names[1]}:maj"),
-              Chord(12, 18, f"{names[2]}:maj"), Chord(18, DUR, f"{names[0]}:maj"))
+    chords = (ChordSegment(0, 6, f"{names[0]}:maj"), ChordSegment(6, 12, f"{names[1]}:maj"),
+              ChordSegment(12, 18, f"{names[2]}:maj"), ChordSegment(18, DUR, f"{names[0]}:maj"))
     m = BackendAnalysis("madmom", DUR, TempoEstimate(bpm, 0.5, ((bpm, 0.5), (bpm / 2, 0.2))),
                         _grid(bpm), 4, 0.95, KeyEstimate(key, 0.9, _keyed(key, 0.9)), chords,
                         0.9, beats_confidence=0.6)
@@ -166,10 +166,10 @@ def noise() -> tuple[BackendAnalysis, BackendAnalysis]:
     flat /= flat.sum()
     m = BackendAnalysis("madmom", DUR, TempoEstimate(97.0, 0.05, ((97.0, 0.05), (151.0, 0.04))),
                         _grid(97.0), 4, 0.5, KeyEstimate(KEYS[3], float(flat[3]), tuple(flat)),
-                        (Chord(0, DUR, "N"),), 0.99, beats_confidence=0.05)
+                        (ChordSegment(0, DUR, "N"),), 0.99, beats_confidence=0.05)
     e = BackendAnalysis("essentia", DUR, TempoEstimate(133.0, 0.02, ((133.0, 1.0),)),
                         _grid(133.0, numbered=False), 0, 0.0, KeyEstimate("F minor", 0.35, (), 0.35),
-                        (Chord(0, DUR, "N"),), 0.1, chroma=tuple(np.linspace(0.8, 1.0, 12)),
+                        (ChordSegment(0, DUR, "N"),), 0.1, chroma=tuple(np.linspace(0.8, 1.0, 12)),
                         key_profiles=(("edma", "F minor", 0.3), ("bgate", "C major", 0.35),
                                       ("temperley", "D# major", 0.3),
                                       ("krumhansl", "F minor", 0.32), ("shaath", "G# major", 0.3)))
@@ -185,7 +185,7 @@ def test_clear_agreeing_key_evidence_gives_that_key_with_high_confidence() -> No
 
 def test_noise_gets_a_low_key_confidence() -> None:
     m, e = noise()
-    _, conf, _ = fuse_key(m, e, (Chord(0, DUR, "N"),), load_params())
+    _, conf, _ = fuse_key(m, e, (ChordSegment(0, DUR, "N"),), load_params())
     m2, e2, chords = music()
     _, conf_music, _ = fuse_key(m2, e2, chords, load_params())
     assert conf < 0.25 < conf_music

@@ -9,7 +9,6 @@ trainer SIGKILLed and resumed, and a truncated shard refused by checksum (test_m
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from annotate.instruct.facts import ChordSpan, ClipFacts
+from annotate.instruct.facts import ChordSegment, ClipFacts
 from annotate.instruct.grounding import GroundingSettings, check_text
 
 FACTS = ClipFacts(
     clip_id="fma:000002:0-23777", dataset="fma", duration_s=23.777,
     tags=("guitar", "drums", "no vocals"), tempo_bpm=140.0, tempo_confidence=0.9, meter=4,
     meter_confidence=0.8, key="F# minor", key_confidence=0.7,
-    chords=(ChordSpan(0, 2, "F#:min"), ChordSpan(2, 4, "D:maj"), ChordSpan(4, 6, "A:maj"),
-            ChordSpan(6, 8, "E:7")),
+    chords=(ChordSegment(0, 2, "F#:min"), ChordSegment(2, 4, "D:maj"), ChordSegment(4, 6, "A:maj"),
+            ChordSegment(6, 8, "E:7")),
     chords_confidence=0.6)
 
 
@@ -142,7 +142,7 @@ def test_section_letters_are_not_chords():
 
 def test_chords_without_annotation():
     facts = ClipFacts(clip_id="x:1:0-1000", dataset="folder", duration_s=1.0,
-                      chords=(ChordSpan(0, 1, "N"),))
+                      chords=(ChordSegment(0, 1, "N"),))
     assert kinds("The chords move from C major to G major.", facts)[0] == ["chord", "chord"]
 
 
@@ -185,7 +185,7 @@ def test_several_contradictions_are_all_reported():
 UNSURE = ClipFacts(
     clip_id="folder:whale:0-23777", dataset="folder", duration_s=23.777, tempo_bpm=96.0,
     tempo_confidence=0.3, meter=4, meter_confidence=0.2, key="A# minor", key_confidence=0.42,
-    chords=(ChordSpan(0, 20, "A#:min"),), chords_confidence=0.1)
+    chords=(ChordSegment(0, 20, "A#:min"),), chords_confidence=0.1)
 
 
 @pytest.mark.parametrize("text,kind", [
@@ -209,7 +209,7 @@ def test_no_clear_key_is_not_a_key_claim():
 
 def test_spelling_does_not_matter_to_grounding():
     facts = ClipFacts(clip_id="x:1:0-1000", dataset="folder", duration_s=1.0, key="A# major",
-                      key_confidence=0.9, chords=(ChordSpan(0, 1, "D#:maj"),),
+                      key_confidence=0.9, chords=(ChordSegment(0, 1, "D#:maj"),),
                       chords_confidence=0.9)
     assert check_text("It is in Bb major, and the harmony moves to an Eb major chord.", facts).ok
     assert check_text("It is in A# major, and the harmony moves to D# major.", facts).ok

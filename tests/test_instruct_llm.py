@@ -15,7 +15,7 @@ import pytest
 
 from annotate.instruct.cache import LocalCacheStore, RequestCache, request_key
 from annotate.instruct.cache import CachedReply
-from annotate.instruct.facts import ChordSpan, ClipFacts
+from annotate.instruct.facts import ChordSegment, ClipFacts
 from annotate.instruct.generate import GenerationSettings, InstructionGenerator, LLMWriter
 from annotate.instruct.llm import (
     NO_KEY_PLACEHOLDER,
@@ -37,7 +37,7 @@ def facts(i: int = 0, title: str = "") -> ClipFacts:
                      source_id=f"{i:06d}", audio_uri=f"/data/{i:06d}.mp3", title=title,
                      genres=("Rock",), tempo_bpm=140.0, tempo_confidence=0.9, meter=4,
                      meter_confidence=0.8, key="F# minor", key_confidence=0.7,
-                     chords=(ChordSpan(0, 4, "F#:min"), ChordSpan(4, 8, "D:maj")),
+                     chords=(ChordSegment(0, 4, "F#:min"), ChordSegment(4, 8, "D:maj")),
                      chords_confidence=0.6)
 
 

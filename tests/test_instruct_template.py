@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from annotate.instruct.facts import ChordSpan, ClipFacts, NoteSummary
+from annotate.instruct.facts import ChordSegment, ClipFacts, NoteSummary
 from annotate.instruct.generate import FAMILIES, GenerationSettings, InstructionGenerator, Draft
 from annotate.instruct.prompts import (
     EXAMPLE_FACTS,
@@ -34,8 +34,8 @@ ROCK = ClipFacts(
     audio_uri="/data/fma_small/000/000002.mp3", title="Food", artist="AWOL",
     genres=("Rock", "Punk"), tags=("guitar", "loud", "no vocals"), tempo_bpm=140.2,
     tempo_confidence=0.9, meter=4, meter_confidence=0.8, key="F# minor", key_confidence=0.7,
-    chords=(ChordSpan(0, 2, "F#:min"), ChordSpan(2, 4, "D:maj"), ChordSpan(4, 4.1, "G:maj"),
-            ChordSpan(4.1, 6, "A:maj"), ChordSpan(6, 8, "E:maj"), ChordSpan(8, 10, "F#:min")),
+    chords=(ChordSegment(0, 2, "F#:min"), ChordSegment(2, 4, "D:maj"), ChordSegment(4, 4.1, "G:maj"),
+            ChordSegment(4.1, 6, "A:maj"), ChordSegment(6, 8, "E:maj"), ChordSegment(8, 10, "F#:min")),
     chords_confidence=0.6)
 QUARTET = ClipFacts(
     clip_id="musicnet:2494:0-23777", dataset="musicnet", duration_s=23.777, source_id="2494",
@@ -44,7 +44,7 @@ QUARTET = ClipFacts(
     ensemble="String Quartet", instruments=("Violin", "Viola", "Cello"),
     instruments_complete=True, tempo_bpm=96.0, tempo_confidence=0.55, meter=3,
     meter_confidence=0.4, key="F minor", key_confidence=0.2,          # key, meter below 0.5
-    chords=(ChordSpan(0, 3, "F:min"), ChordSpan(3, 6, "C:7")), chords_confidence=0.25,
+    chords=(ChordSegment(0, 3, "F:min"), ChordSegment(3, 6, "C:7")), chords_confidence=0.25,
     notes=NoteSummary.from_notes([(0.0, 0.5, 41, 72), (0.5, 1.0, 41, 74), (0.0, 1.0, 42, 60),
                                   (0.0, 2.0, 43, 48)], 23.777))
 MTAT = ClipFacts(
@@ -52,7 +52,7 @@ MTAT = ClipFacts(
     source_id="12345", audio_uri="/data/mtat/f/some-artist-track-30-59.mp3",
     tags=("classical", "harpsichord", "slow", "quiet", "no vocals", "solo"), tempo_bpm=72.4,
     tempo_confidence=0.7, meter=3, meter_confidence=0.6, key="D minor", key_confidence=0.5,
-    chords=(ChordSpan(0, 5, "D:min"),), chords_confidence=0.5)
+    chords=(ChordSegment(0, 5, "D:min"),), chords_confidence=0.5)
 CAPS = ClipFacts(
     clip_id="musiccaps:-0Gj8-vB1q4:30000-40000", dataset="musiccaps", duration_s=10.0,
     source_id="-0Gj8-vB1q4", audio_uri="/data/musiccaps/-0Gj8-vB1q4.wav",
@@ -62,14 +62,14 @@ CAPS = ClipFacts(
     tempo_confidence=0.8, meter=4, meter_confidence=0.7, key="D# major", key_confidence=0.6,
     # stored the way annotations were spelled before llark.music (sharps only): instruction
     # text still reads "Eb major", "Ab major"
-    chords=(ChordSpan(0, 5, "D#:maj7"), ChordSpan(5, 10, "G#:maj")), chords_confidence=0.5)
+    chords=(ChordSegment(0, 5, "D#:maj7"), ChordSegment(5, 10, "G#:maj")), chords_confidence=0.5)
 #: a folder clip whose annotations are too unsure to state: no tempo claim, "no clear key"
 UNSURE = ClipFacts(
     clip_id="folder:whale:0-23777", dataset="folder", duration_s=23.777, title="Humpback song",
     tags=("calm", "field recording"), genres=("ambient",), instruments=("organ", "flute"),
     tempo_bpm=103.0, tempo_confidence=0.3,
     meter=4, meter_confidence=0.2, key="A# minor", key_confidence=0.42,
-    chords=(ChordSpan(0, 23.777, "A#:min"),), chords_confidence=0.1)
+    chords=(ChordSegment(0, 23.777, "A#:min"),), chords_confidence=0.1)
 
 GOLDEN_ROCK = [
     ('mir', 'How fast is this piece, in beats per minute?',
@@ -275,7 +275,7 @@ def test_render_never_shows_identifiers():
 
 
 def test_long_chord_timelines_are_capped():
-    chords = tuple(ChordSpan(i, i + 1, "C:maj" if i % 2 else "G:maj") for i in range(40))
+    chords = tuple(ChordSegment(i, i + 1, "C:maj" if i % 2 else "G:maj") for i in range(40))
     facts = ClipFacts(clip_id="x:1:0-40000", dataset="folder", duration_s=40.0, chords=chords,
                       chords_confidence=0.9)
     lines = render_facts(facts).splitlines()

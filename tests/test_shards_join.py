@@ -25,7 +25,6 @@ from tests.shards_testdata import (
     embedding,
     embedding_counts,
     instructions,
-    make_clips,
     write_set,
 )
 

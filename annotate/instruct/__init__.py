@@ -12,7 +12,7 @@ or with an LLM:
 """
 
 from annotate.instruct.cache import LocalCacheStore, RequestCache, request_key
-from annotate.instruct.facts import ChordSpan, ClipFacts, FactsError, NoteSummary
+from annotate.instruct.facts import ChordSegment, ClipFacts, FactsError, NoteSummary
 from annotate.instruct.generate import (
     FAMILIES,
     Conversation,
@@ -38,7 +38,7 @@ from annotate.instruct.validate import Draft, Limits, QAPair
 
 __all__ = [
     "FAMILIES", "PROMPT_VERSION", "TEMPLATE_VERSION", "ChatBackend", "ChatMessage", "ChatReply",
-    "ChordSpan", "ClipFacts", "Conversation", "Draft", "FactsError", "GenerationSettings",
+    "ChordSegment", "ClipFacts", "Conversation", "Draft", "FactsError", "GenerationSettings",
     "GroundingSettings", "InstructionGenerator", "LLMSettings", "LLMWriter", "Limits",
     "LocalCacheStore", "NoteSummary", "OpenAIChatBackend", "QAPair", "ReplyParseError",
     "RequestCache", "TemplateWriter", "UnitResult", "UnusableReplyError", "api_key_from_env",

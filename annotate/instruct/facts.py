@@ -79,7 +79,6 @@ def midi_note_name(pitch: int) -> str:
 
 
 #: One chord of the timeline: a Harte label over seconds from the start of the clip.
-ChordSpan = ChordSegment
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ class ClipFacts:
     meter_confidence: float = 0.0
     key: str = ""                        # "F# minor", "Bb major"; "" = unknown / no key
     key_confidence: float = 0.0
-    chords: tuple[ChordSpan, ...] = ()
+    chords: tuple[ChordSegment, ...] = ()
     chords_confidence: float = 0.0
     notes: NoteSummary | None = None
     is_silent: bool = False

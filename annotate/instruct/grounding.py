@@ -119,11 +119,11 @@ _CHORD_CONTEXT = re.compile(r"\bchords?\b|\bprogressions?\b|\bharmon(?:y|ies|ic|
                             r"\btriads?\b|\bcadences?\b", re.I)
 _LONG_CHORD = re.compile(rf"\b{_NOTE}[\s-]+(major|minor|diminished|augmented|dominant)\b")
 _SHORT_TOKEN = r"[A-G](?:#|♯|b|♭)?(?:maj7|min7|m7|maj|min|dim|aug|sus[24]?|m|7)?"
-_SHORT_CHORD = re.compile(rf"\b([A-G])(#|♯|b|♭)?(maj7|min7|m7|maj|min|dim|aug|sus[24]?|m|7)(?![\w#♯♭])")
+_SHORT_CHORD = re.compile(r"\b([A-G])(#|♯|b|♭)?(maj7|min7|m7|maj|min|dim|aug|sus[24]?|m|7)(?![\w#♯♭])")
 _CHORD_LIST = re.compile(rf"(?<![\w#♯♭]){_SHORT_TOKEN}(?![\w#♯♭])"
                          rf"(?:\s*(?:,|–|-|→|->|/|\bto\b|\band\b|\bthen\b)\s*"
                          rf"{_SHORT_TOKEN}(?![\w#♯♭])){{1,}}")
-_LIST_TOKEN = re.compile(rf"(?<![\w#♯♭])([A-G])(#|♯|b|♭)?(maj7|min7|m7|maj|min|dim|aug|sus[24]?|m|7)?"
+_LIST_TOKEN = re.compile(r"(?<![\w#♯♭])([A-G])(#|♯|b|♭)?(maj7|min7|m7|maj|min|dim|aug|sus[24]?|m|7)?"
                          r"(?![\w#♯♭])")
 _SENTENCE = re.compile(r"[^.!?;]+[.!?;]?")
 _NEGATION = re.compile(r"(?:\b(?:no|without|lacks?|lacking|absence\s+of|absent|not\s+any|"

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from annotate.instruct.facts import ChordSpan, ClipFacts
+from annotate.instruct.facts import ChordSegment, ClipFacts
 from annotate.instruct.render import render_facts
 
 PROMPT_VERSION = "instruct-prompts-2"   # 2: musicians' spelling; facts below the threshold say "no clear key"
@@ -83,9 +83,9 @@ EXAMPLE_FACTS = ClipFacts(
     instruments=("bass guitar", "electric guitar", "drums", "organ"),
     tempo_bpm=104.2, tempo_confidence=0.88, meter=4, meter_confidence=0.81,
     key="E minor", key_confidence=0.72,
-    chords=(ChordSpan(0.0, 4.6, "E:min"), ChordSpan(4.6, 9.2, "A:maj"),
-            ChordSpan(9.2, 13.8, "E:min"), ChordSpan(13.8, 18.4, "A:maj"),
-            ChordSpan(18.4, 24.0, "B:min")),
+    chords=(ChordSegment(0.0, 4.6, "E:min"), ChordSegment(4.6, 9.2, "A:maj"),
+            ChordSegment(9.2, 13.8, "E:min"), ChordSegment(13.8, 18.4, "A:maj"),
+            ChordSegment(18.4, 24.0, "B:min")),
     chords_confidence=0.64,
 )
 

@@ -10,7 +10,7 @@ states none. IDs, file names and URIs are never rendered.
 
 from __future__ import annotations
 
-from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ChordSpan, ClipFacts
+from annotate.instruct.facts import DEFAULT_MIN_CONFIDENCE, ChordSegment, ClipFacts
 from annotate.instruct.music import readable_chord
 from llark.music import spell_key
 
@@ -26,12 +26,12 @@ def _unclear(phrase: str, conf: float, instead: str = "do not state one") -> str
     return f"{phrase} (confidence {fmt_conf(conf)}: LOW, {instead})"
 
 
-def chord_timeline(chords: tuple[ChordSpan, ...]) -> list[ChordSpan]:
+def chord_timeline(chords: tuple[ChordSegment, ...]) -> list[ChordSegment]:
     """Merge repeats and fold segments shorter than :data:`MIN_CHORD_S` into the previous one."""
-    out: list[ChordSpan] = []
+    out: list[ChordSegment] = []
     for span in chords:
         if out and (span.label == out[-1].label or span.end_s - span.start_s < MIN_CHORD_S):
-            out[-1] = ChordSpan(out[-1].start_s, span.end_s, out[-1].label)
+            out[-1] = ChordSegment(out[-1].start_s, span.end_s, out[-1].label)
         else:
             out.append(span)
     return out
