@@ -15,6 +15,8 @@ once) and called per clip window. The window is resampled once to 44.1 kHz float
 * chords: one HPCP pass (frame 4096, hop 2048) feeds ``ChordsDetection`` (sliding window) or
   ``ChordsDetectionBeats`` (one chord per beat interval, reusing the beats above); frames
   quieter than the silence floor are ``N``. The mean HPCP (C..B) is kept for the key fusion.
+* onsets: ``OnsetRate`` (HFC and complex-domain detection functions): the note onsets, which
+  the fitted tempo fusion counts per beat to choose between a tempo and its octaves.
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class EssentiaAnnotator:
         self._chords_beats = es.ChordsDetectionBeats(hopSize=HPCP_HOP, sampleRate=SAMPLE_RATE_HZ)
         self._profile_keys = {p: es.KeyExtractor(profileType=p, sampleRate=SAMPLE_RATE_HZ)
                               for p in cfg.fusion_key_profiles}
+        self._onset_rate = es.OnsetRate()
 
     def hpcp(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """HPCP frames ``(n, 12)`` in essentia's A-based order and frame RMS in dBFS ``(n,)``."""
@@ -141,6 +144,13 @@ class EssentiaAnnotator:
             k, sc, st = algo(x)
             out.append((prof, essentia_key(k, sc), float(st)))
         return out
+
+    def onsets(self, x: np.ndarray) -> tuple[float, ...]:
+        """Onset times (s) in the 44.1 kHz float32 window ``x``."""
+        self._onset_rate.reset()          # OnsetRate keeps state between calls otherwise
+        times, _rate = self._onset_rate(x)
+        duration = len(x) / SAMPLE_RATE_HZ
+        return tuple(round(float(t), 4) for t in np.asarray(times) if 0.0 <= t < duration)
 
     def __call__(self, audio: np.ndarray, sr: int) -> BackendAnalysis:
         if audio.ndim != 1:
@@ -219,4 +229,5 @@ class EssentiaAnnotator:
             backend=self.name, duration_s=duration, tempo=tempo, beats=beats, meter=0,
             meter_confidence=0.0, key=key, chords=chords, chords_confidence=chords_conf,
             beats_confidence=tempo.confidence, chroma=chroma, chord_frames=tuple(frame_labels),
-            chord_fps=SAMPLE_RATE_HZ / HPCP_HOP, key_profiles=key_profiles)
+            chord_fps=SAMPLE_RATE_HZ / HPCP_HOP, key_profiles=key_profiles,
+            onsets=self.onsets(x))

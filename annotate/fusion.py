@@ -21,8 +21,14 @@ low key confidence.
 tempo-histogram peaks, essentia's tempo and beat grid) and their ×2 / ×½ octaves
 (:func:`tempo_candidates`). Each candidate's features (:data:`TEMPO_FEATURES`) are the
 evidence that supports it (within 4 %), whether it is madmom's own answer (the histogram's top
-peak), and, in 3/4, its octave
-relation to madmom's bar-model beat level: no absolute tempo prior. A conditional logit over the candidates picks the
+peak), in 3/4 its octave relation to madmom's bar-model beat level, and how many of
+essentia's note onsets fall on one of its beats (``log2`` of onsets per beat and its square,
+:func:`onsets_per_beat`: a metrical level where a beat carries one or two notes is a beat;
+one where it carries a quarter of a note, or eight, is an octave off), how often an onset
+is followed by another one beat, half a beat and two beats later (:func:`onset_periodicity`),
+and whether it is neither madmom's answer nor an octave of it (a pick at 2/3 or 3/2 of
+madmom's tempo is wrong at every metrical level). None of them is an absolute tempo prior:
+every feature is relative to the candidate or to the trackers. A conditional logit over the candidates picks the
 octave; the answer is the weighted mean of the agreeing evidence, and its confidence is a
 logistic calibration of the winner's posterior.
 
@@ -60,7 +66,9 @@ KEY_CONF_FEATURES = ("logit_posterior", "profiles_agree", "madmom_p", "madmom_lo
                      "mean_strength", "chroma_mean", "chord_coverage", "beat_strength", "bias")
 TEMPO_FEATURES = (
     "madmom_grid", "madmom_hist", "essentia", "essentia_grid", "madmom_top",
-    "is_grid_level_m3", "half_of_grid_m3", "double_of_grid_m3", "no_direct_support")
+    "is_grid_level_m3", "half_of_grid_m3", "double_of_grid_m3", "no_direct_support",
+    "onsets_per_beat", "onsets_per_beat_sq", "onset_period", "onset_period_half",
+    "onset_period_double", "off_madmom_octaves")
 TEMPO_CONF_FEATURES = ("logit_posterior", "agree_share", "bias")
 METER_CONF_FEATURES = ("logit_meter_p", "madmom_beats_conf", "bias")
 CHORD_CONF_FEATURES = ("logit_crf", "essentia_agreement", "bias")
@@ -409,6 +417,26 @@ def tempo_evidence(madmom: BackendAnalysis | None, essentia: BackendAnalysis | N
     return ev
 
 
+def onsets_per_beat(essentia: BackendAnalysis | None, bpm: float) -> float:
+    """Note onsets per beat at ``bpm`` (essentia's onsets over the window); 0.0 without
+    onsets."""
+    if essentia is None or not essentia.onsets or essentia.duration_s <= 0 or bpm <= 0:
+        return 0.0
+    return len(essentia.onsets) / essentia.duration_s * 60.0 / bpm
+
+
+def onset_periodicity(onsets: Sequence[float], period_s: float) -> float:
+    """Share of ``onsets`` (sorted seconds) followed by another onset ``period_s`` later,
+    within 6 % of the period; 0.0 with fewer than 4 onsets."""
+    t = np.asarray(onsets, dtype=np.float64)               # (n,)
+    if t.size < 4 or period_s <= 0:
+        return 0.0
+    target = t + period_s                                  # (n,)
+    j = np.clip(np.searchsorted(t, target), 1, t.size - 1)
+    nearest = np.minimum(np.abs(t[j] - target), np.abs(t[j - 1] - target))
+    return float(np.mean(nearest <= 0.06 * period_s))
+
+
 def tempo_candidates(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None
                      ) -> tuple[np.ndarray, np.ndarray, list[TempoEvidence]]:
     """``(bpm (c,), features (c, len(TEMPO_FEATURES)), evidence)``: every reported tempo
@@ -441,6 +469,15 @@ def tempo_candidates(madmom: BackendAnalysis | None, essentia: BackendAnalysis |
             feats[i, 6] = float(rel_diff(c, grid / 2) <= TEMPO_TOLERANCE)
             feats[i, 7] = float(rel_diff(c, grid * 2) <= TEMPO_TOLERANCE)
         feats[i, 8] = float(not feats[i, :4].any())
+        opb = onsets_per_beat(essentia, c)
+        if opb > 0:   # without onsets both stay 0 for every candidate: no say in the choice
+            feats[i, 9] = math.log2(opb)
+            feats[i, 10] = feats[i, 9] ** 2
+        if essentia is not None:
+            for j, beats in ((11, 1.0), (12, 0.5), (13, 2.0)):
+                feats[i, j] = onset_periodicity(essentia.onsets, beats * 60.0 / c)
+        feats[i, 14] = float(top > 0 and min(rel_diff(c, top * f) for f in (1.0, 2.0, 0.5))
+                             > TEMPO_TOLERANCE)
     return np.asarray(cands), feats, ev
 
 

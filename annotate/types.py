@@ -85,6 +85,7 @@ class BackendAnalysis:
     chord_frames: tuple[str, ...] = ()
     chord_fps: float = 0.0
     key_profiles: tuple[tuple[str, str, float], ...] = ()
+    onsets: tuple[float, ...] = ()
 
     @property
     def downbeats_s(self) -> tuple[float, ...]:
@@ -110,6 +111,7 @@ class BackendAnalysis:
             "chord_frames": list(self.chord_frames),
             "chord_fps": self.chord_fps,
             "key_profiles": [[p, k, round(s, 4)] for p, k, s in self.key_profiles],
+            "onsets": [round(t, 3) for t in self.onsets],
         }
 
     @classmethod
@@ -132,6 +134,7 @@ class BackendAnalysis:
             chord_fps=float(d.get("chord_fps", 0.0)),
             key_profiles=tuple((str(p), str(k), float(s))
                                for p, k, s in d.get("key_profiles", ())),
+            onsets=tuple(float(t) for t in d.get("onsets", ())),
         )
 
 

@@ -28,7 +28,6 @@ alone, essentia's degara beat tracker and the Percival tempo estimator.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -44,16 +43,15 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from annotate.consensus import ConsensusConfig, combine, from_single  # noqa: E402
-from annotate.essentia_backend import EssentiaAnnotator, EssentiaConfig  # noqa: E402
+from annotate.essentia_backend import EssentiaAnnotator  # noqa: E402
 from annotate.fusion import ece, reliability  # noqa: E402
-from annotate.madmom_backend import MadmomAnnotator, MadmomConfig  # noqa: E402
+from annotate.madmom_backend import MadmomAnnotator  # noqa: E402
 from annotate.types import BackendAnalysis, ClipAnalysis  # noqa: E402
-from benchmarks.devset import DEFAULT_CACHE, Truth  # noqa: E402
+from benchmarks.devset import DEFAULT_CACHE, Truth, backend_version  # noqa: E402
 from llark.music import spell_key  # noqa: E402
 
-#: Cache key suffix of the synthesized set's raw answers.
-BACKEND_VERSION = hashlib.sha256(
-    repr((MadmomConfig(), EssentiaConfig())).encode()).hexdigest()[:10]
+#: Cache key suffix of the synthesized set's raw answers (the development set's version).
+BACKEND_VERSION = backend_version()
 METRICS = ("key", "tempo_acc1", "tempo_acc2", "beat_f", "downbeat_f", "chord_majmin", "meter")
 CONF_FIELDS = ("key", "tempo", "meter", "chords")
 BACKEND_NAMES = ("madmom", "essentia", "consensus")

@@ -51,7 +51,7 @@ REAL_AUDIO = REPO.parent / "shared" / "data" / "real-audio"
 #: The one labelled fact about the real recordings (the README of that folder).
 REAL_METERS = {"147793__setuniman__sweet-waltz-0i-22mi": 3}
 #: Bumped when the clips or the backends' raw answers change (the cache is then rebuilt).
-DEVSET_VERSION = "1"
+DEVSET_VERSION = "2"   # 2: essentia onsets
 KINDS = ("bach", "essen", "ryans", "real", "nonmusic")
 #: Quarter-note tempi drawn log-uniformly per kind: wide, so that no octave rule can be learnt
 #: from where the set's tempi happen to lie.
@@ -397,10 +397,11 @@ def relabel(cache: Path, seconds: float) -> int:
     return changed
 
 
-def refresh_profiles(cache: Path, clips: Iterator[Clip], out: Path) -> int:
-    """Re-make the cached clips (rendering is deterministic) and write essentia's profile keys
-    for each to ``out`` (id, key_profiles, and whether the re-made audio gives the cached
-    KeyExtractor answer: the check that it is the same audio). Returns the count."""
+def refresh(cache: Path, clips: Iterator[Clip], out: Path) -> int:
+    """Re-make the cached clips (rendering is deterministic) and write the essentia evidence
+    added since they were cached (the fusion profiles' keys, the onsets) to ``out``: id, the
+    new fields, and whether the re-made audio gives the cached ``KeyExtractor`` strength (the
+    check that it is the same audio). Returns the count."""
     from annotate.essentia_backend import EssentiaAnnotator
     from llark.audio import resample
 
@@ -417,14 +418,16 @@ def refresh_profiles(cache: Path, clips: Iterator[Clip], out: Path) -> int:
             old = cached[clip.id]["raw"]["essentia"]["key"]
             shaath = next(s for p, _, s in profiles if p == "shaath")
             same = abs(shaath - float(old["strength"])) < 2e-3
-            fh.write(json.dumps({"id": clip.id, "key_profiles": profiles, "same_audio": same})
-                     + "\n")
+            fh.write(json.dumps({"id": clip.id, "key_profiles": profiles,
+                                 "onsets": list(ess.onsets(x)), "same_audio": same}) + "\n")
             n += 1
     return n
 
 
-def merge_profiles(cache: Path, files: list[Path]) -> tuple[int, int]:
-    """Apply :func:`refresh_profiles` outputs to the cache; returns (updated, audio mismatches)."""
+def merge_refreshed(cache: Path, files: list[Path]) -> tuple[int, int]:
+    """Apply :func:`refresh` outputs to the cache: each refreshed row gets the new fields and
+    the current :func:`backend_version`; a row that no generator re-made (an earlier build's
+    clips) cannot be refreshed and is dropped. Returns (updated, audio mismatches)."""
     new: dict[str, Any] = {}
     bad = 0
     for f in files:
@@ -432,21 +435,21 @@ def merge_profiles(cache: Path, files: list[Path]) -> tuple[int, int]:
             new[d["id"]] = d
             bad += not d["same_audio"]
     path = cache / "clips.jsonl"
-    rows = _rows(path)
+    version = backend_version()
     kept = []
-    for row in rows:
+    for row in _rows(path):
         if row["id"] in new:
             row["raw"]["essentia"]["key_profiles"] = new[row["id"]]["key_profiles"]
+            row["raw"]["essentia"]["onsets"] = new[row["id"]]["onsets"]
             row["raw"]["extra"]["key_profiles_from"] = "KeyExtractor"
+            row["version"] = version
             kept.append(row)
-        elif row["raw"]["extra"].get("key_profiles_from") == "KeyExtractor":
+        elif row["version"] == version:
             kept.append(row)
-    # clips no generator re-makes (an earlier build's tempi) cannot be refreshed: dropped
-    updated = len(kept)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(path)
-    return updated, bad
+    return len(kept), bad
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,14 +465,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="add at most this many clips")
     ap.add_argument("--relabel", action="store_true",
                     help="only recompute the cached score clips' labels from their scores")
-    ap.add_argument("--refresh-profiles", default=None, metavar="KIND",
+    ap.add_argument("--refresh", default=None, metavar="KIND",
                     help="re-make the cached clips of one kind (bach, essen, ryans, other) and "
-                         "write their essentia profile keys beside the cache")
-    ap.add_argument("--merge-profiles", action="store_true",
-                    help="apply the --refresh-profiles outputs to the cache")
+                         "write the essentia evidence added since (profile keys, onsets) "
+                         "beside the cache; kinds can run in parallel")
+    ap.add_argument("--merge-refreshed", action="store_true",
+                    help="apply the --refresh outputs to the cache")
     args = ap.parse_args(argv)
-    if args.refresh_profiles:
-        kind = args.refresh_profiles
+    if args.refresh:
+        kind = args.refresh
         rejected_: Counter[str] = Counter()
         if kind == "other":
             gen: Iterator[Clip] = iter(list(nonmusic_clips(args.seconds, args.seed))
@@ -477,12 +481,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             gen = score_clips(kind, getattr(args, kind), args.renders, args.seconds, args.seed,
                               rejected_)
-        n = refresh_profiles(args.cache, gen, args.cache / f"profiles-{kind}.jsonl")
+        n = refresh(args.cache, gen, args.cache / f"refresh-{kind}.jsonl")
         print(f"{kind}: {n} clips")
         return 0
-    if args.merge_profiles:
-        files = sorted(args.cache.glob("profiles-*.jsonl"))
-        print("updated %d clips, %d whose re-made audio differs" % merge_profiles(args.cache, files))
+    if args.merge_refreshed:
+        files = sorted(args.cache.glob("refresh-*.jsonl"))
+        print("kept %d clips, %d whose re-made audio differs"
+              % merge_refreshed(args.cache, files))
         return 0
     if args.relabel:
         print(f"relabelled {relabel(args.cache, args.seconds)} clips")

@@ -171,6 +171,14 @@ def test_single_backends_and_options() -> None:
     assert ess.madmom is None
     res = ess(song.audio, SR)
     assert res.backend == "essentia" and res.meter == 0 and res.downbeats_s == ()
+    # the onsets the tempo fusion counts: a waltz at 96 BPM has a note on (nearly) every beat
+    assert ess.essentia is not None
+    raw = ess.essentia(song.audio, SR)
+    assert raw.onsets == tuple(sorted(raw.onsets)) and 0 <= raw.onsets[0]
+    assert raw.onsets[-1] < raw.duration_s
+    per_beat = len(raw.onsets) / raw.duration_s * 60.0 / 96.0
+    assert 0.8 <= per_beat <= 6.0, per_beat
+    assert ess.essentia(song.audio, SR).onsets == raw.onsets    # no state kept between calls
     # essentia's per-beat chord variant runs on the same beats
     beats_variant = EssentiaAnnotator(EssentiaConfig(chord_method="beats"))(song.audio, SR)
     assert beats_variant.chords and all(c.label for c in beats_variant.chords)

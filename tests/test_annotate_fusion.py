@@ -23,6 +23,8 @@ from annotate.fusion import (
     fuse_tempo,
     key_features,
     load_params,
+    onset_periodicity,
+    onsets_per_beat,
     reliability,
     sigmoid,
     tempo_candidates,
@@ -221,6 +223,43 @@ def test_tempo_candidates_are_the_evidence_and_its_octaves() -> None:
     j = int(np.argmin(np.abs(cands - 200.0)))
     assert feats[j, TEMPO_FEATURES.index("double_of_grid_m3")] == 1.0
     assert fuse_tempo(None, None, load_params())[:2] == (0.0, 0.0)
+
+
+def test_onset_evidence_is_read_relative_to_each_candidate() -> None:
+    """Onsets per beat and their periodicity are measured at each candidate's beat, so a
+    melody of eighth notes at 100 BPM reads two notes per beat at 100 and one at 200."""
+    eighths = tuple(round(i * 0.3, 4) for i in range(80))         # 200 onsets/min, 24 s
+    m, e, _ = music(bpm=100.0)
+    e = BackendAnalysis(**{**e.__dict__, "onsets": eighths})
+    assert onsets_per_beat(e, 100.0) == pytest.approx(80 / DUR * 0.6)
+    assert onsets_per_beat(e, 200.0) == pytest.approx(onsets_per_beat(e, 100.0) / 2)
+    assert onsets_per_beat(None, 100.0) == 0.0
+    cands, feats, _ = tempo_candidates(m, e)
+    col = {n: feats[:, TEMPO_FEATURES.index(n)] for n in TEMPO_FEATURES}
+    i100, i200 = (int(np.argmin(np.abs(cands - b))) for b in (100.0, 200.0))
+    assert col["onsets_per_beat"][i100] - col["onsets_per_beat"][i200] == pytest.approx(1.0)
+    assert col["onsets_per_beat_sq"][i100] == pytest.approx(col["onsets_per_beat"][i100] ** 2)
+    # every onset but the last two has one 0.6 s later (a beat at 100), all but the last
+    # one 0.3 s later (half a beat)
+    assert col["onset_period"][i100] == pytest.approx(78 / 80)
+    assert col["onset_period_half"][i100] == pytest.approx(79 / 80)
+    # a beat at 100 BPM is 0.6 s; at 0.45 s (133 BPM: no onset there) the share is 0
+    assert onset_periodicity(eighths, 0.45) == 0.0
+    assert onset_periodicity(eighths[:3], 0.3) == 0.0        # too few onsets to say
+    # without onsets the onset columns say nothing (0 for every candidate)
+    _, quiet, _ = tempo_candidates(m, BackendAnalysis(**{**e.__dict__, "onsets": ()}))
+    for n in ("onsets_per_beat", "onset_period", "onset_period_double"):
+        assert not quiet[:, TEMPO_FEATURES.index(n)].any()
+
+
+def test_a_candidate_off_madmoms_octaves_is_marked() -> None:
+    """A tempo at 3/2 of madmom's (essentia hearing dotted quarters) is no octave of it."""
+    m, e, _ = music(bpm=100.0)
+    e = BackendAnalysis(**{**e.__dict__, "tempo": TempoEstimate(150.0, 0.8, ((150.0, 1.0),))})
+    cands, feats, _ = tempo_candidates(m, e)
+    off = dict(zip(np.round(cands), feats[:, TEMPO_FEATURES.index("off_madmom_octaves")]))
+    assert off[100.0] == off[50.0] == off[200.0] == 0.0
+    assert off[150.0] == off[75.0] == 1.0
 
 
 # --------------------------------------------------------------------------- the tempo study
