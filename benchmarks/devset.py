@@ -10,6 +10,9 @@ Clips (nothing is committed; everything is made at run time):
   acceptance), rendered by :mod:`llark.demo.score` ``--renders`` times each, every time with
   another tempo, soundfont and ensemble. Labels from the score (key, meter, beats, downbeats,
   chords for the polyphonic chorales).
+* **drums**: ``--drums`` folk songs and as many fiddle tunes rendered once more, with a General
+  MIDI drum kit playing one of :data:`llark.demo.score.DRUM_PATTERNS` on the score's beats (so
+  the tempo fusion is fitted on music with drums too). Labels as above.
 * **real**: the recordings in ``../shared/data/real-audio`` (read from there, never copied),
   a window from the start and one from 30 s where the file is long enough. Only the waltz has
   a label (3/4); the rest count for agreement and for the confidence of music.
@@ -52,7 +55,7 @@ REAL_AUDIO = REPO.parent / "shared" / "data" / "real-audio"
 REAL_METERS = {"147793__setuniman__sweet-waltz-0i-22mi": 3}
 #: Bumped when the clips or the backends' raw answers change (the cache is then rebuilt).
 DEVSET_VERSION = "2"   # 2: essentia onsets
-KINDS = ("bach", "essen", "ryans", "real", "nonmusic")
+KINDS = ("bach", "essen", "ryans", "real", "nonmusic", "drums")
 #: Quarter-note tempi drawn log-uniformly per kind: wide, so that no octave rule can be learnt
 #: from where the set's tempi happen to lie.
 TEMPO_RANGES = {"bach": (50.0, 130.0), "essen": (60.0, 170.0), "ryans": (70.0, 190.0)}
@@ -174,6 +177,49 @@ def score_clips(source: str, n_pieces: int, renders: int, seconds: float, seed: 
                        truth=Truth(out.key, out.tempo_bpm, out.meter, out.beats, out.chords),
                        info={"soundfont": Path(spec.soundfont).name, "programs": programs,
                              "n_parts": facts.n_parts})
+
+
+def drum_clips(n_pieces: int, seconds: float, seed: int, rejected: Counter[str]
+               ) -> Iterator[Clip]:
+    """One rendering each of ``n_pieces`` folk songs and ``n_pieces`` fiddle tunes with a drum
+    kit (:data:`llark.demo.score.DRUM_PATTERNS`, kick and snare on the score's beats), so the
+    tempo fusion sees drums: hi-hats in eighths put two onsets on every beat."""
+    from llark.demo.score import (DRUM_PATTERNS, PROGRAMS, RenderSpec, ScoreRejected, load_piece,
+                                  render, soundfonts)
+
+    fonts = soundfonts()
+    patterns = sorted(DRUM_PATTERNS)
+    for j, source in enumerate(("essen", "ryans")):
+        rng = np.random.default_rng([seed, KINDS.index("drums"), j])
+        lo, hi = TEMPO_RANGES[source]
+        accepted = 0
+        for path, number in _candidates(source, rng):
+            if accepted >= n_pieces:
+                break
+            if number is None and path.suffix == ".abc" and not _may_be_3_or_4(path):
+                rejected[f"drums:{source}:meter"] += 1
+                continue
+            try:
+                facts = load_piece(source, path, number)
+            except ScoreRejected as exc:
+                rejected[f"drums:{source}:{exc.reason}"] += 1
+                continue
+            tempo = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            if facts.end_q * 60.0 / tempo < 12.0:
+                rejected[f"drums:{source}:short"] += 1
+                continue
+            accepted += 1
+            ensembles = PROGRAMS[source]
+            programs = ensembles[int(rng.integers(len(ensembles)))]
+            spec = RenderSpec(tempo_bpm=round(tempo, 1), soundfont=fonts[accepted % len(fonts)],
+                              programs=programs, seed=int(rng.integers(1 << 30)),
+                              seconds=seconds, drums=patterns[int(rng.integers(len(patterns)))])
+            out = render(facts, spec)
+            yield Clip(id=out.id, piece=facts.id, kind="drums", audio=out.audio,
+                       sr=out.sample_rate_hz,
+                       truth=Truth(out.key, out.tempo_bpm, out.meter, out.beats, out.chords),
+                       info={"soundfont": Path(spec.soundfont).name, "programs": programs,
+                             "n_parts": facts.n_parts, "drums": spec.drums})
 
 
 def real_clips(folder: Path, seconds: float) -> Iterator[Clip]:
@@ -376,7 +422,7 @@ def relabel(cache: Path, seconds: float) -> int:
     facts_of: dict[str, Any] = {}
     changed = 0
     for row in rows:
-        if row["kind"] not in TEMPO_RANGES:
+        if row["kind"] not in TEMPO_RANGES and row["kind"] != "drums":
             continue
         piece = row["piece"]
         if piece not in facts_of:
@@ -458,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bach", type=int, default=40, help="chorales")
     ap.add_argument("--essen", type=int, default=35, help="Essen folk songs")
     ap.add_argument("--ryans", type=int, default=35, help="tunes of Ryan's Mammoth Collection")
+    ap.add_argument("--drums", type=int, default=20,
+                    help="folk songs and as many fiddle tunes rendered once more with a drum kit")
     ap.add_argument("--renders", type=int, default=2, help="renderings per piece")
     ap.add_argument("--seconds", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -466,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relabel", action="store_true",
                     help="only recompute the cached score clips' labels from their scores")
     ap.add_argument("--refresh", default=None, metavar="KIND",
-                    help="re-make the cached clips of one kind (bach, essen, ryans, other) and "
+                    help="re-make the cached clips of one kind (bach, essen, ryans, drums, other) and "
                          "write the essentia evidence added since (profile keys, onsets) "
                          "beside the cache; kinds can run in parallel")
     ap.add_argument("--merge-refreshed", action="store_true",
@@ -475,8 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh:
         kind = args.refresh
         rejected_: Counter[str] = Counter()
-        if kind == "other":
-            gen: Iterator[Clip] = iter(list(nonmusic_clips(args.seconds, args.seed))
+        if kind == "drums":
+            gen: Iterator[Clip] = drum_clips(args.drums, args.seconds, args.seed, rejected_)
+        elif kind == "other":
+            gen = iter(list(nonmusic_clips(args.seconds, args.seed))
                                        + list(real_clips(args.real, args.seconds)))
         else:
             gen = score_clips(kind, getattr(args, kind), args.renders, args.seconds, args.seed,
@@ -504,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         for source in ("bach", "essen", "ryans"):
             yield from score_clips(source, getattr(args, source), args.renders, args.seconds,
                                    args.seed, rejected)
+        yield from drum_clips(args.drums, args.seconds, args.seed, rejected)
 
     added = build(args.cache, clips(), args.limit)
     kinds = Counter(c.kind for c in load_devset(args.cache))

@@ -13,9 +13,11 @@ pytest.importorskip("music21")
 pytest.importorskip("mido")
 
 from llark.demo.score import (  # noqa: E402
+    DRUM_PATTERNS,
     RenderSpec,
     ScoreRejected,
     corpus_paths,
+    drum_events,
     humanised_midi,
     load_piece,
     render,
@@ -85,6 +87,32 @@ def test_humanised_midi_jitters_timing_and_dynamics(facts, tmp_path: Path) -> No
     off_s = np.array([np.min(np.abs(score_q - q)) for q in onsets_q]) * 60.0 / 100.0
     assert off_s.max() < 0.05 and np.mean(off_s > 1e-3) > 0.5
     assert len(set(vels)) > 10
+
+
+def test_the_drum_kit_marks_the_scores_beats(facts, tmp_path: Path) -> None:
+    """Kick on 1 and 3, snare on 2 and 4 of the score's own bars (the pickup is beat 4, so it
+    gets a snare), hi-hats in eighths; all on channel 10 as a track of its own."""
+    import mido
+
+    spec = RenderSpec(tempo_bpm=100.0, soundfont="unused.sf2", programs=(19,), seed=3,
+                      drums="rock")
+    events = drum_events(facts, spec, np.random.default_rng(0))
+    hits = [(tick / 480, msg.note) for tick, on, msg in events if on]
+    assert {msg.channel for _, _, msg in events} == {9}
+    near = {note: [q for q, n in hits if n == note] for note in (36, 38, 42)}
+    beat_of = dict(facts.beats_q)
+    for note, want in ((36, {1, 3}), (38, {2, 4})):
+        for q in near[note]:
+            beat = min(beat_of, key=lambda b: abs(b - q))
+            assert abs(beat - q) < 0.05 and beat_of[beat] in want
+    assert len(near[36]) + len(near[38]) == len(facts.beats_q)
+    assert len(near[42]) == 2 * len(facts.beats_q)             # every eighth
+    humanised_midi(facts, spec, tmp_path / "d.mid")
+    assert len(mido.MidiFile(str(tmp_path / "d.mid")).tracks) == 2 + facts.n_parts
+    assert set(DRUM_PATTERNS) >= {"rock", "ride", "quarters"}
+    with pytest.raises(ValueError, match="drums must be one of"):
+        drum_events(facts, RenderSpec(100.0, "x.sf2", (19,), 3, drums="polka"),
+                    np.random.default_rng(0))
 
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None or not soundfonts(),

@@ -62,6 +62,20 @@ PROGRAMS: Final[dict[str, tuple[tuple[int, ...], ...]]] = {
     "ryans": ((40,), (110,), (73,), (21,), (0,), (105,), (72,), (22,)),
 }
 METERS: Final[dict[str, int]] = {"4/4": 4, "3/4": 3}
+#: Drum-kit accompaniments (General MIDI channel 10): per beat of the bar (1-based), the kit
+#: pieces struck on the beat, then those struck on the eighth after it. Kick 36, snare 38,
+#: closed hi-hat 42, pedal hi-hat 44, ride 51. Kick and snare mark the quarter-note beat (the
+#: score's beat, the label), as a drummer accompanying the tune would.
+DRUM_PATTERNS: Final[dict[str, dict[int, dict[int, tuple[tuple[int, ...], tuple[int, ...]]]]]] = {
+    "rock": {4: {1: ((36, 42), (42,)), 2: ((38, 42), (42,)), 3: ((36, 42), (42,)),
+                 4: ((38, 42), (42,))},
+             3: {1: ((36, 42), (42,)), 2: ((38, 42), (42,)), 3: ((38, 42), (42,))}},
+    "ride": {4: {1: ((36, 51), ()), 2: ((38, 51, 44), (51,)), 3: ((36, 51), ()),
+                 4: ((38, 51, 44), (51,))},
+             3: {1: ((36, 51), ()), 2: ((44, 51), ()), 3: ((44, 51), ())}},
+    "quarters": {4: {1: ((36,), ()), 2: ((38,), ()), 3: ((36,), ()), 4: ((38,), ())},
+                 3: {1: ((36,), ()), 2: ((38,), ()), 3: ((38,), ())}},
+}
 TICKS_PER_QUARTER: Final[int] = 480
 
 
@@ -111,6 +125,7 @@ class RenderSpec:
     sample_rate_hz: int = 44100
     timing_jitter_s: float = 0.012   # std of the onset jitter
     velocity: int = 80               # mean MIDI velocity
+    drums: str = ""                  # a key of DRUM_PATTERNS; "" = no drum kit
 
 
 @dataclass(frozen=True)
@@ -273,7 +288,8 @@ def soundfonts() -> tuple[str, ...]:
 
 def humanised_midi(facts: ScoreFacts, spec: RenderSpec, path: Path) -> None:
     """Write ``facts`` as a type-1 MIDI file at ``spec.tempo_bpm`` with humanised timing and
-    dynamics (one track and channel per part; channel 9, drums, is skipped)."""
+    dynamics (one track and channel per part; channel 9, drums, is skipped for the parts and
+    carries the drum kit when ``spec.drums`` names one, :func:`drum_events`)."""
     import mido
 
     rng = np.random.default_rng(spec.seed)
@@ -311,7 +327,43 @@ def humanised_midi(facts: ScoreFacts, spec: RenderSpec, path: Path) -> None:
             track.append(msg.copy(time=tick - now))
             now = tick
         mid.tracks.append(track)
+    if spec.drums:
+        events = drum_events(facts, spec, rng)
+        track = mido.MidiTrack()
+        now = 0
+        for tick, _, msg in events:
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        mid.tracks.append(track)
     mid.save(str(path))
+
+
+def drum_events(facts: ScoreFacts, spec: RenderSpec, rng: np.random.Generator
+                ) -> list[tuple[int, int, Any]]:
+    """``(tick, 0 = off / 1 = on, message)`` of the drum kit on channel 9 (GM channel 10):
+    :data:`DRUM_PATTERNS` on every beat of the score (its bar numbering, so pickups keep
+    their place in the bar), with the parts' timing jitter and velocity noise."""
+    import mido
+
+    if spec.drums not in DRUM_PATTERNS:
+        raise ValueError(f"drums must be one of {sorted(DRUM_PATTERNS)} or '', got {spec.drums!r}")
+    pattern = DRUM_PATTERNS[spec.drums][facts.meter]
+    q_per_s = spec.tempo_bpm / 60.0
+    events: list[tuple[int, int, Any]] = []
+    for q, number in facts.beats_q:
+        on_beat, after = pattern.get(number, ((), ()))
+        for offset_q, notes in ((0.0, on_beat), (0.5, after)):
+            for note in notes:
+                jitter_q = float(rng.normal(0.0, spec.timing_jitter_s)) * q_per_s
+                on = max(0, int(round((q + offset_q + jitter_q) * TICKS_PER_QUARTER)))
+                accent = 12.0 if note in (36, 38) else 0.0
+                vel = int(np.clip(spec.velocity * 0.8 + accent - 8.0 * (offset_q > 0)
+                                  + rng.normal(0.0, 6.0), 20, 127))
+                events.append((on, 1, mido.Message("note_on", channel=9, note=note, velocity=vel)))
+                events.append((on + TICKS_PER_QUARTER // 8, 0,
+                               mido.Message("note_off", channel=9, note=note, velocity=0)))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events
 
 
 def fluidsynth(midi: Path, soundfont: str, out_wav: Path, sample_rate_hz: int) -> None:
@@ -360,6 +412,7 @@ def render(facts: ScoreFacts, spec: RenderSpec) -> RenderedScore:
     if peak > 0:
         audio = (audio * (0.7 / peak)).astype(np.float32)
     beats, chords = timed_labels(facts, spec.tempo_bpm, seconds)
-    return RenderedScore(id=f"{facts.id}@{spec.tempo_bpm:.0f}bpm", audio=audio,
+    drums = f"+{spec.drums}" if spec.drums else ""
+    return RenderedScore(id=f"{facts.id}@{spec.tempo_bpm:.0f}bpm{drums}", audio=audio,
                          sample_rate_hz=int(sr), key=facts.key, meter=facts.meter,
                          tempo_bpm=spec.tempo_bpm, beats=beats, chords=chords, spec=spec)
