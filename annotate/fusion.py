@@ -191,19 +191,41 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2,
     """Weights ``w`` of ``P(y=1|x) = sigmoid(x · w)`` by penalised maximum likelihood.
 
     ``x`` is ``(n, d)`` (include a constant column for a bias); ``y`` in [0, 1] may be soft
-    (a fraction correct). The L2 penalty ``l2 · |w|²`` is per sample (scale-free in n)."""
-    from scipy.optimize import minimize
-
+    (a fraction correct). The L2 penalty ``l2 · |w|²`` is per sample (scale-free in n) and
+    acts on the features scaled to unit (weighted) standard deviation, so it treats a feature
+    that varies over 0.4-0.8 like one that varies over -2..4; the weights returned are for the
+    raw features. A constant column is the bias: not scaled, not penalised apart from the
+    shift it absorbs."""
     x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    sw = sw / sw.sum()
+    sw = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    p = sw / sw.sum()
+    mean = p @ x                                                       # (d,)
+    sd = np.sqrt(p @ (x - mean) ** 2)                                  # (d,)
+    const = sd < 1e-12
+    ones = np.flatnonzero(const & (np.abs(mean) > 1e-12))   # constant, non-zero: a bias
+    scale = np.where(const, 1.0, sd)                                   # (d,)
+    # centre only where a bias column can take the shift back
+    shift = np.where(const | (ones.size == 0), 0.0, mean)              # (d,)
+    z = (x - shift) / scale                                            # (n, d)
+    w = _penalised_logistic(z, np.asarray(y, np.float64), l2, p)       # (d,) scaled space
+    raw = w / scale
+    raw[const] = 0.0
+    if ones.size:
+        b = int(ones[0])
+        raw[b] = (float(np.sum(w[ones] * mean[ones]))
+                  - float(np.sum(w[~const] * shift[~const] / scale[~const]))) / mean[b]
+    return raw
+
+
+def _penalised_logistic(x: np.ndarray, y: np.ndarray, l2: float, p: np.ndarray) -> np.ndarray:
+    """The weighted (``p`` sums to 1), L2-penalised logistic fit behind :func:`fit_logistic`."""
+    from scipy.optimize import minimize
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = x @ w
         # log(1 + e^z) - y z, stable
-        nll = np.sum(sw * (np.logaddexp(0.0, z) - y * z)) + l2 * np.dot(w, w)
-        grad = x.T @ (sw * (sigmoid(z) - y)) + 2.0 * l2 * w
+        nll = np.sum(p * (np.logaddexp(0.0, z) - y * z)) + l2 * np.dot(w, w)
+        grad = x.T @ (p * (sigmoid(z) - y)) + 2.0 * l2 * w
         return float(nll), grad
 
     res = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B")
