@@ -260,8 +260,10 @@ def combine(madmom: BackendAnalysis, essentia: BackendAnalysis, rms_dbfs: float 
     params = params or cfg.params()
     bpm, tempo_conf, tempo_note = resolve_tempo(madmom, essentia, params)
     beats, meter, meter_p, beats_note = resolve_beats(madmom, essentia, bpm, cfg)
-    meter_conf = (calibrated(meter_conf_features(meter_p, madmom.beats_confidence),
-                             params.meter_conf) if meter else 0.0)
+    relevelled = beats is not madmom.beats      # essentia's beats, the meter translated
+    meter_conf = (calibrated(meter_conf_features(meter_p, madmom.beats_confidence, relevelled,
+                                                 tempo_conf), params.meter_conf)
+                  if meter else 0.0)
     chords, chords_conf, chords_note = resolve_chords(madmom, essentia, cfg, params)
     key, key_conf, key_note = resolve_key(madmom, essentia, chords, params)
     return ClipAnalysis(

@@ -70,7 +70,8 @@ TEMPO_FEATURES = (
     "onsets_per_beat", "onsets_per_beat_sq", "onset_period", "onset_period_half",
     "onset_period_double", "off_madmom_octaves")
 TEMPO_CONF_FEATURES = ("logit_posterior", "agree_share", "bias")
-METER_CONF_FEATURES = ("logit_meter_p", "madmom_beats_conf", "bias")
+METER_CONF_FEATURES = ("logit_meter_p", "madmom_beats_conf", "relevelled", "logit_tempo_conf",
+                       "bias")
 CHORD_CONF_FEATURES = ("logit_crf", "essentia_agreement", "bias")
 TEMPO_TOLERANCE = 0.04
 TEMPO_RANGE_BPM = (40.0, 240.0)
@@ -548,8 +549,14 @@ def fuse_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
 
 # --------------------------------------------------------------------------- meter, chords
 
-def meter_conf_features(meter_probability: float, beats_confidence: float) -> list[float]:
-    return [float(logit(meter_probability)), float(beats_confidence), 1.0]
+def meter_conf_features(meter_probability: float, beats_confidence: float, relevelled: bool,
+                        tempo_confidence: float) -> list[float]:
+    """The meter confidence's inputs: madmom's meter probability and beat activation, whether
+    the consensus moved the beats to another level than madmom's (the meter is then
+    translated, :func:`annotate.consensus.meter_at_level`), and the consensus tempo's
+    calibrated confidence (a wrong beat level makes the bar length wrong too)."""
+    return [float(logit(meter_probability)), float(beats_confidence), float(relevelled),
+            float(logit(tempo_confidence)), 1.0]
 
 
 def chord_conf_features(crf_confidence: float, agreement: float) -> list[float]:

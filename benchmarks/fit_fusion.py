@@ -148,7 +148,9 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
         est = combine(p.madmom, p.essentia, 0.0, ConsensusConfig(), params)
         if p.clip.truth.meter and est.meter:
             # combine calibrates madmom's meter probability, whichever beats it kept
-            mx.append(meter_conf_features(p.madmom.meter_confidence, p.madmom.beats_confidence))
+            mx.append(meter_conf_features(p.madmom.meter_confidence, p.madmom.beats_confidence,
+                                          est.beats is not p.madmom.beats,
+                                          est.tempo_confidence))
             my.append(float(est.meter == p.clip.truth.meter))
         if p.clip.truth.chords:
             overlap = chord_overlap(est, p.clip.truth)
