@@ -60,6 +60,8 @@ from annotate.types import BackendAnalysis, ClipAnalysis  # noqa: E402
 from benchmarks.devset import DEFAULT_CACHE, DevClip, load_devset  # noqa: E402
 
 L2 = 1e-2
+#: L2 of the confidence calibrations (logistic fits on standardised features).
+CONF_L2 = 1e-2
 #: Weight of a non-music clip in the key-confidence fit (there are 15 of them against ~270
 #: music clips; each stands for a kind of sound, not one recording). Chosen among 1, 2 and 3 by
 #: the cross-validated key ECE and the non-music margin (non-music max vs the music's 10th
@@ -113,7 +115,7 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
         ys.append(float(p.clip.is_music and best == key_index(p.clip.truth.key)))
         ws.append(1.0 if p.clip.is_music else NONMUSIC_WEIGHT)
     params = replace(params, key_conf=tuple(float(v) for v in fit_logistic(
-        np.array(xs), np.array(ys), L2, sample_weight=np.array(ws))))
+        np.array(xs), np.array(ys), CONF_L2, sample_weight=np.array(ws))))
 
     # 3. tempo weights
     tfeats, ttargets = [], []
@@ -139,7 +141,7 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
         xs.append(tempo_conf_inputs(p, params))
         ys.append(float(bpm > 0 and rel_diff(bpm, ref) <= TEMPO_TOLERANCE))
     params = replace(params, tempo_conf=tuple(float(v) for v in
-                                              fit_logistic(np.array(xs), np.array(ys), L2)))
+                                              fit_logistic(np.array(xs), np.array(ys), CONF_L2)))
 
     # 5. meter and chord confidences, on the consensus' own answers
     mx, my, cx, cy = [], [], [], []
@@ -161,8 +163,8 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
                 cx.append(chord_conf_features(p.madmom.chords_confidence, agree))
                 cy.append(overlap)
     params = replace(params,
-                     meter_conf=tuple(float(v) for v in fit_logistic(np.array(mx), np.array(my), L2)),
-                     chord_conf=tuple(float(v) for v in fit_logistic(np.array(cx), np.array(cy), L2)),
+                     meter_conf=tuple(float(v) for v in fit_logistic(np.array(mx), np.array(my), CONF_L2)),
+                     chord_conf=tuple(float(v) for v in fit_logistic(np.array(cx), np.array(cy), CONF_L2)),
                      meta=tuple(sorted((meta or {}).items())))
     return params
 
