@@ -33,7 +33,8 @@ octave; the answer is the weighted mean of the agreeing evidence, and its confid
 logistic calibration of the winner's posterior.
 
 **Meter and chords.** The meter is madmom's bar model; its confidence is a logistic
-calibration of madmom's meter probability. The chord confidence is a logistic calibration
+calibration of madmom's meter probability and beat activation, whether the consensus moved the
+beats off madmom's level, and the tempo confidence (:func:`meter_conf_features`). The chord confidence is a logistic calibration
 of the CRF posterior and the share of essentia's frames that agree, fitted to the clip's
 major/minor chord overlap.
 
