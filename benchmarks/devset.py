@@ -134,28 +134,49 @@ def _candidates(source: str, rng: np.random.Generator) -> Iterator[tuple[Path, i
             yield paths[int(i)], None
 
 
+def _pieces(source: str, rng: np.random.Generator, rejected: Counter[str], tag: str
+            ) -> Iterator[Any]:
+    """The pieces of ``source`` in ``rng``'s order that :func:`llark.demo.score.load_piece`
+    accepts (``ScoreFacts``); the others are counted in ``rejected`` under ``tag:reason``."""
+    from llark.demo.score import ScoreRejected, load_piece
+
+    for path, number in _candidates(source, rng):
+        if number is None and path.suffix == ".abc" and not _may_be_3_or_4(path):
+            rejected[f"{tag}:meter"] += 1      # what load_piece would say, without parsing
+            continue
+        try:
+            yield load_piece(source, path, number)
+        except ScoreRejected as exc:
+            rejected[f"{tag}:{exc.reason}"] += 1
+
+
+def _rendered(facts: Any, spec: Any, kind: str) -> Clip:
+    """One rendering of ``facts`` as a development clip with the score's labels."""
+    from llark.demo.score import render
+
+    out = render(facts, spec)
+    info = {"soundfont": Path(spec.soundfont).name, "programs": spec.programs,
+            "n_parts": facts.n_parts}
+    if spec.drums:
+        info["drums"] = spec.drums
+    return Clip(id=out.id, piece=facts.id, kind=kind, audio=out.audio, sr=out.sample_rate_hz,
+                truth=Truth(out.key, out.tempo_bpm, out.meter, out.beats, out.chords), info=info)
+
+
 def score_clips(source: str, n_pieces: int, renders: int, seconds: float, seed: int,
                 rejected: Counter[str]) -> Iterator[Clip]:
     """``renders`` renderings of each of ``n_pieces`` accepted pieces of ``source``."""
-    from llark.demo.score import PROGRAMS, RenderSpec, ScoreRejected, load_piece, render, soundfonts
+    from llark.demo.score import PROGRAMS, RenderSpec, soundfonts
 
     fonts = soundfonts()
     if len(fonts) < 2:
         raise SystemExit(f"need two GM soundfonts, found {fonts} (make system-deps)")
+    if n_pieces <= 0:
+        return
     rng = np.random.default_rng([seed, KINDS.index(source)])
     lo, hi = TEMPO_RANGES[source]
     accepted = 0
-    for path, number in _candidates(source, rng):
-        if accepted >= n_pieces:
-            return
-        if number is None and path.suffix == ".abc" and not _may_be_3_or_4(path):
-            rejected[f"{source}:meter"] += 1      # what load_piece would say, without parsing
-            continue
-        try:
-            facts = load_piece(source, path, number)
-        except ScoreRejected as exc:
-            rejected[f"{source}:{exc.reason}"] += 1
-            continue
+    for facts in _pieces(source, rng, rejected, source):
         first = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         tempi = [first]
         for _ in range(renders - 1):
@@ -168,15 +189,12 @@ def score_clips(source: str, n_pieces: int, renders: int, seconds: float, seed: 
         for r, tempo in enumerate(tempi):
             ensembles = PROGRAMS[source]
             programs = ensembles[int(rng.integers(len(ensembles)))]
-            spec = RenderSpec(tempo_bpm=round(tempo, 1), soundfont=fonts[r % len(fonts)],
-                              programs=programs, seed=int(rng.integers(1 << 30)),
-                              seconds=seconds)
-            out = render(facts, spec)
-            yield Clip(id=out.id, piece=facts.id, kind=source, audio=out.audio,
-                       sr=out.sample_rate_hz,
-                       truth=Truth(out.key, out.tempo_bpm, out.meter, out.beats, out.chords),
-                       info={"soundfont": Path(spec.soundfont).name, "programs": programs,
-                             "n_parts": facts.n_parts})
+            yield _rendered(facts, RenderSpec(tempo_bpm=round(tempo, 1),
+                                              soundfont=fonts[r % len(fonts)],
+                                              programs=programs, seed=int(rng.integers(1 << 30)),
+                                              seconds=seconds), source)
+        if accepted >= n_pieces:
+            return
 
 
 def drum_clips(n_pieces: int, seconds: float, seed: int, rejected: Counter[str]
@@ -184,26 +202,17 @@ def drum_clips(n_pieces: int, seconds: float, seed: int, rejected: Counter[str]
     """One rendering each of ``n_pieces`` folk songs and ``n_pieces`` fiddle tunes with a drum
     kit (:data:`llark.demo.score.DRUM_PATTERNS`, kick and snare on the score's beats), so the
     tempo fusion sees drums: hi-hats in eighths put two onsets on every beat."""
-    from llark.demo.score import (DRUM_PATTERNS, PROGRAMS, RenderSpec, ScoreRejected, load_piece,
-                                  render, soundfonts)
+    from llark.demo.score import DRUM_PATTERNS, PROGRAMS, RenderSpec, soundfonts
 
     fonts = soundfonts()
     patterns = sorted(DRUM_PATTERNS)
+    if n_pieces <= 0:
+        return
     for j, source in enumerate(("essen", "ryans")):
         rng = np.random.default_rng([seed, KINDS.index("drums"), j])
         lo, hi = TEMPO_RANGES[source]
         accepted = 0
-        for path, number in _candidates(source, rng):
-            if accepted >= n_pieces:
-                break
-            if number is None and path.suffix == ".abc" and not _may_be_3_or_4(path):
-                rejected[f"drums:{source}:meter"] += 1
-                continue
-            try:
-                facts = load_piece(source, path, number)
-            except ScoreRejected as exc:
-                rejected[f"drums:{source}:{exc.reason}"] += 1
-                continue
+        for facts in _pieces(source, rng, rejected, f"drums:{source}"):
             tempo = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             if facts.end_q * 60.0 / tempo < 12.0:
                 rejected[f"drums:{source}:short"] += 1
@@ -211,15 +220,12 @@ def drum_clips(n_pieces: int, seconds: float, seed: int, rejected: Counter[str]
             accepted += 1
             ensembles = PROGRAMS[source]
             programs = ensembles[int(rng.integers(len(ensembles)))]
-            spec = RenderSpec(tempo_bpm=round(tempo, 1), soundfont=fonts[accepted % len(fonts)],
-                              programs=programs, seed=int(rng.integers(1 << 30)),
-                              seconds=seconds, drums=patterns[int(rng.integers(len(patterns)))])
-            out = render(facts, spec)
-            yield Clip(id=out.id, piece=facts.id, kind="drums", audio=out.audio,
-                       sr=out.sample_rate_hz,
-                       truth=Truth(out.key, out.tempo_bpm, out.meter, out.beats, out.chords),
-                       info={"soundfont": Path(spec.soundfont).name, "programs": programs,
-                             "n_parts": facts.n_parts, "drums": spec.drums})
+            yield _rendered(facts, RenderSpec(
+                tempo_bpm=round(tempo, 1), soundfont=fonts[accepted % len(fonts)],
+                programs=programs, seed=int(rng.integers(1 << 30)), seconds=seconds,
+                drums=patterns[int(rng.integers(len(patterns)))]), "drums")
+            if accepted >= n_pieces:
+                break
 
 
 def real_clips(folder: Path, seconds: float) -> Iterator[Clip]:
