@@ -478,8 +478,10 @@ def refresh(cache: Path, clips: Iterator[Clip], out: Path) -> int:
 
 def merge_refreshed(cache: Path, files: list[Path]) -> tuple[int, int]:
     """Apply :func:`refresh` outputs to the cache: each refreshed row gets the new fields and
-    the current :func:`backend_version`; a row that no generator re-made (an earlier build's
-    clips) cannot be refreshed and is dropped. Returns (updated, audio mismatches)."""
+    the current :func:`backend_version`. A row that no generator re-made (an earlier build's
+    clips), or whose re-made audio differs from what its cached answers were computed on,
+    cannot be refreshed and is dropped (a plain build then re-runs it). Returns (kept, audio
+    mismatches)."""
     new: dict[str, Any] = {}
     bad = 0
     for f in files:
@@ -490,13 +492,13 @@ def merge_refreshed(cache: Path, files: list[Path]) -> tuple[int, int]:
     version = backend_version()
     kept = []
     for row in _rows(path):
-        if row["id"] in new:
+        if row["id"] in new and new[row["id"]]["same_audio"]:
             row["raw"]["essentia"]["key_profiles"] = new[row["id"]]["key_profiles"]
             row["raw"]["essentia"]["onsets"] = new[row["id"]]["onsets"]
             row["raw"]["extra"]["key_profiles_from"] = "KeyExtractor"
             row["version"] = version
             kept.append(row)
-        elif row["version"] == version:
+        elif row["id"] not in new and row["version"] == version:
             kept.append(row)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -542,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.merge_refreshed:
         files = sorted(args.cache.glob("refresh-*.jsonl"))
-        print("kept %d clips, %d whose re-made audio differs"
+        print("kept %d clips; dropped %d whose re-made audio differs (rebuild them)"
               % merge_refreshed(args.cache, files))
         return 0
     if args.relabel:

@@ -16,6 +16,8 @@ from benchmarks.devset import (  # noqa: E402
     _colored_noise,
     _may_be_3_or_4,
     _rows,
+    backend_version,
+    merge_refreshed,
 )
 from llark.demo.score import ScoreRejected, corpus_paths, load_piece  # noqa: E402
 
@@ -60,3 +62,29 @@ def test_truth_round_trips() -> None:
 
     assert Truth.from_dict(json.loads(json.dumps(asdict(t)))) == t
     assert Truth() == Truth.from_dict(asdict(Truth()))
+
+
+def test_merging_refreshed_evidence_updates_and_drops_what_it_must(tmp_path: Path) -> None:
+    """A refreshed row gets the new essentia fields and the current version; a row of the
+    current version stays; an old row nobody re-made is dropped, and so is one whose re-made
+    audio differs (its cached answers are of other audio), counted."""
+    now = backend_version()
+
+    def row(i: str, version: str) -> dict:
+        return {"version": version, "id": i, "piece": i, "kind": "bach", "truth": {},
+                "raw": {"essentia": {"key_profiles": []}, "extra": {}}, "info": {}}
+
+    (tmp_path / "clips.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        row("old-remade", "v0"), row("old-gone", "v0"), row("current", now),
+        row("old-differs", "v0"))))
+    (tmp_path / "refresh-bach.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"id": "old-remade", "key_profiles": [["edma", "C major", 0.5]], "onsets": [0.5, 1.0],
+         "same_audio": True},
+        {"id": "old-differs", "key_profiles": [], "onsets": [], "same_audio": False})))
+    kept, bad = merge_refreshed(tmp_path, sorted(tmp_path.glob("refresh-*.jsonl")))
+    assert (kept, bad) == (2, 1)
+    rows = {r["id"]: r for r in _rows(tmp_path / "clips.jsonl")}
+    assert set(rows) == {"old-remade", "current"}
+    assert rows["old-remade"]["version"] == now
+    assert rows["old-remade"]["raw"]["essentia"]["onsets"] == [0.5, 1.0]
+    assert rows["old-remade"]["raw"]["essentia"]["key_profiles"] == [["edma", "C major", 0.5]]
