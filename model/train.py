@@ -556,7 +556,19 @@ def run(argv: list[str] | None = None) -> int:
     except (ConfigError, ShardError, CheckpointError) as exc:
         print(f"llark train: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        close_process_group()
     return 0
+
+
+def close_process_group() -> None:
+    """Destroy the default process group of a multi-process run, if one is up. Left to the
+    interpreter's exit, gloo's threads can be torn down while still joinable and the rank
+    aborts ("terminate called without an active exception", exit -6) after a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
