@@ -28,15 +28,15 @@ one where it carries a quarter of a note, or eight, is an octave off), how often
 is followed by another one beat, half a beat and two beats later (:func:`onset_periodicity`),
 and whether it is neither madmom's answer nor an octave of it (a pick at 2/3 or 3/2 of
 madmom's tempo is wrong at every metrical level). None of them is an absolute tempo prior:
-every feature is relative to the candidate or to the trackers. A conditional logit over the candidates picks the
-octave; the answer is the weighted mean of the agreeing evidence, and its confidence is a
-logistic calibration of the winner's posterior.
+every feature is relative to the candidate or to the trackers. A conditional logit over the
+candidates picks the octave; the answer is the weighted mean of the agreeing evidence, and
+its confidence is a logistic calibration of the winner's posterior.
 
 **Meter and chords.** The meter is madmom's bar model; its confidence is a logistic
-calibration of madmom's meter probability and beat activation, whether the consensus moved the
-beats off madmom's level, and the tempo confidence (:func:`meter_conf_features`). The chord confidence is a logistic calibration
-of the CRF posterior and the share of essentia's frames that agree, fitted to the clip's
-major/minor chord overlap.
+calibration of madmom's meter probability and beat activation, whether the consensus moved
+the beats off madmom's level, and the tempo confidence (:func:`meter_conf_features`). The
+chord confidence is a logistic calibration of the CRF posterior and the share of essentia's
+frames that agree, fitted to the clip's major/minor chord overlap.
 
 Calibration helpers (:func:`fit_logistic`, :func:`ece`, :func:`reliability`) live here too so
 the fit script and the tests share one implementation.

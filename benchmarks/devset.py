@@ -522,9 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relabel", action="store_true",
                     help="only recompute the cached score clips' labels from their scores")
     ap.add_argument("--refresh", default=None, metavar="KIND",
-                    help="re-make the cached clips of one kind (bach, essen, ryans, drums, other) and "
-                         "write the essentia evidence added since (profile keys, onsets) "
-                         "beside the cache; kinds can run in parallel")
+                    help="re-make the cached clips of one kind (bach, essen, ryans, drums, "
+                         "other) and write the essentia evidence added since (profile keys, "
+                         "onsets) beside the cache; kinds can run in parallel")
     ap.add_argument("--merge-refreshed", action="store_true",
                     help="apply the --refresh outputs to the cache")
     args = ap.parse_args(argv)

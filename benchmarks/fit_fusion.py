@@ -163,8 +163,10 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
                 cx.append(chord_conf_features(p.madmom.chords_confidence, agree))
                 cy.append(overlap)
     params = replace(params,
-                     meter_conf=tuple(float(v) for v in fit_logistic(np.array(mx), np.array(my), CONF_L2)),
-                     chord_conf=tuple(float(v) for v in fit_logistic(np.array(cx), np.array(cy), CONF_L2)),
+                     meter_conf=tuple(float(v) for v in
+                                      fit_logistic(np.array(mx), np.array(my), CONF_L2)),
+                     chord_conf=tuple(float(v) for v in
+                                      fit_logistic(np.array(cx), np.array(cy), CONF_L2)),
                      meta=tuple(sorted((meta or {}).items())))
     return params
 
