@@ -1,6 +1,7 @@
 """Fit the consensus fusion (annotate/fusion.py) on the real-music development set.
 
-    python -m benchmarks.fit_fusion [--cache .cache/devset] [--folds 5] [--out annotate/fusion_params.json]
+    python -m benchmarks.fit_fusion [--cache .cache/devset] [--folds 5]
+        [--out annotate/fusion_params.json]
     python -m benchmarks.fit_fusion --tempo-study   # extra tempo-octave features, nested CV
 
 Reads the cached raw backend answers (``python -m benchmarks.devset`` builds them; no model
