@@ -7,11 +7,12 @@ once) and called per clip window. The window is resampled once to 44.1 kHz float
 * tempo/beats: ``RhythmExtractor2013`` (method from :attr:`EssentiaConfig.rhythm_method`;
   ``multifeature`` gives a confidence, ``degara`` is cheaper but always reports 0). essentia
   has no bar model here: beats carry ``beat_number=0`` and the meter is 0 (unknown).
-* key: ``KeyExtractor`` with the profile chosen by measurement (docs/annotate.md); its
-  ``strength`` (the profile correlation) is kept. ``KeyExtractor`` with each of
-  :data:`FUSION_KEY_PROFILES` also runs; those answers are evidence for the fitted key fusion
-  (:mod:`annotate.fusion`). (``Key`` on the chord HPCP's mean was tried first: it leans to the
-  subdominant on music with drums, 0.33-0.46 MIREX on synthesized songs.)
+* key: ``KeyExtractor`` with the chosen profile (docs/annotate.md); its ``strength`` (the
+  profile correlation) is kept. ``KeyExtractor`` with each of :data:`FUSION_KEY_PROFILES` also
+  runs (the chosen profile's answer is taken from there when it is one of them, not computed
+  twice); those answers are evidence for the fitted key fusion (:mod:`annotate.fusion`).
+  (``Key`` on the chord HPCP's mean was tried first: it leans to the subdominant on music with
+  drums, 0.31-0.46 MIREX on synthesized songs: a smoke-test figure, not re-measured.)
 * chords: one HPCP pass (frame 4096, hop 2048) feeds ``ChordsDetection`` (sliding window) or
   ``ChordsDetectionBeats`` (one chord per beat interval, reusing the beats above); frames
   quieter than the silence floor are ``N``. The mean HPCP (C..B) is kept for the key fusion.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotate.fusion import KEY_PROFILE_FEATURES
 from annotate.labels import essentia_key, harte
 from annotate.types import BackendAnalysis, Beat, ChordSegment, KeyEstimate, TempoEstimate
 from llark.audio import resample
@@ -41,8 +43,8 @@ KEY_PROFILES = ("diatonic", "krumhansl", "temperley", "weichai", "tonictriad", "
                 "thpcp", "shaath", "gomez", "noland", "faraldo", "pentatonic", "edmm", "edma",
                 "bgate", "braw")
 
-#: Profiles the fitted key fusion reads (annotate/fusion.py; issue 13 asks for these five).
-FUSION_KEY_PROFILES = ("edma", "bgate", "temperley", "krumhansl", "shaath")
+#: Profiles the fitted key fusion reads (defined once, in annotate/fusion.py).
+FUSION_KEY_PROFILES = KEY_PROFILE_FEATURES
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ class EssentiaAnnotator:
         essentia.log.warningActive = False
         self._es = es
         self._rhythm = es.RhythmExtractor2013(method=cfg.rhythm_method)
-        self._key = es.KeyExtractor(profileType=cfg.key_profile, sampleRate=SAMPLE_RATE_HZ)
+        # the key's own KeyExtractor, unless a fusion profile already runs it
+        self._key = (None if cfg.key_profile in cfg.fusion_key_profiles else
+                     es.KeyExtractor(profileType=cfg.key_profile, sampleRate=SAMPLE_RATE_HZ))
         self._window = es.Windowing(type="blackmanharris62", size=HPCP_FRAME)
         self._spectrum = es.Spectrum(size=HPCP_FRAME)
         self._peaks = es.SpectralPeaks(orderBy="magnitude", magnitudeThreshold=1e-5,
@@ -184,15 +188,18 @@ class EssentiaAnnotator:
         tempo = TempoEstimate(bpm, tempo_conf if bpm > 0 else 0.0, tuple(cands))
         beats = tuple(Beat(round(float(t), 4), 0) for t in ticks) if bpm > 0 else ()
 
-        # ---- key
-        key_name, scale, strength = self._key(x)
-        key = KeyEstimate(essentia_key(key_name, scale), float(np.clip(strength, 0, 1)),
-                          (), float(strength))
+        # ---- key: the chosen profile's answer, and every fusion profile's
+        key_profiles = tuple(self.profile_keys(x))
+        if self._key is None:
+            label, strength = next((k, st) for p, k, st in key_profiles if p == cfg.key_profile)
+        else:
+            key_name, scale, strength = self._key(x)
+            label = essentia_key(key_name, scale)
+        key = KeyEstimate(label, float(np.clip(strength, 0, 1)), (), float(strength))
 
         # ---- chords and chroma from one HPCP pass
         pcp, levels = self.hpcp(x)
         loud = levels > cfg.frame_silence_dbfs
-        key_profiles = tuple(self.profile_keys(x))
         if pcp.shape[0] and loud.any():
             mean = pcp[loud].mean(axis=0)                           # (12,) A-based
             mean = np.roll(mean, -3)                                # (12,) C-based

@@ -179,6 +179,10 @@ def test_single_backends_and_options() -> None:
     per_beat = len(raw.onsets) / raw.duration_s * 60.0 / 96.0
     assert 0.8 <= per_beat <= 6.0, per_beat
     assert ess.essentia(song.audio, SR).onsets == raw.onsets    # no state kept between calls
+    # the key profile is also a fusion profile: its KeyExtractor runs once, same answer
+    assert ess.essentia._key is None
+    own = EssentiaAnnotator(EssentiaConfig(fusion_key_profiles=("edma",)))
+    assert own._key is not None and own(song.audio, SR).key == raw.key
     # essentia's per-beat chord variant runs on the same beats
     beats_variant = EssentiaAnnotator(EssentiaConfig(chord_method="beats"))(song.audio, SR)
     assert beats_variant.chords and all(c.label for c in beats_variant.chords)
