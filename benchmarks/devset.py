@@ -459,6 +459,9 @@ def refresh(cache: Path, clips: Iterator[Clip], out: Path) -> int:
 
     cached = {d["id"]: d for d in _rows(cache / "clips.jsonl")}
     ess = EssentiaAnnotator()
+    if ess.config.key_profile not in ess.config.fusion_key_profiles:
+        raise SystemExit(f"--refresh checks the audio by the {ess.config.key_profile} key, "
+                         "which must be one of the fusion profiles")
     n = 0
     with out.open("w") as fh:
         for clip in clips:
@@ -468,20 +471,20 @@ def refresh(cache: Path, clips: Iterator[Clip], out: Path) -> int:
                                               clip.sr, 44100), dtype=np.float32)
             profiles = ess.profile_keys(x)
             old = cached[clip.id]["raw"]["essentia"]["key"]
-            shaath = next(s for p, _, s in profiles if p == "shaath")
-            same = abs(shaath - float(old["strength"])) < 2e-3
+            strength = next(s for p, _, s in profiles if p == ess.config.key_profile)
+            same = abs(strength - float(old["strength"])) < 2e-3
             fh.write(json.dumps({"id": clip.id, "key_profiles": profiles,
                                  "onsets": list(ess.onsets(x)), "same_audio": same}) + "\n")
             n += 1
     return n
 
 
-def merge_refreshed(cache: Path, files: list[Path]) -> tuple[int, int]:
+def merge_refreshed(cache: Path, files: list[Path]) -> tuple[int, int, int]:
     """Apply :func:`refresh` outputs to the cache: each refreshed row gets the new fields and
     the current :func:`backend_version`. A row that no generator re-made (an earlier build's
     clips), or whose re-made audio differs from what its cached answers were computed on,
     cannot be refreshed and is dropped (a plain build then re-runs it). Returns (kept, audio
-    mismatches)."""
+    mismatches, rows of an older version that nothing re-made)."""
     new: dict[str, Any] = {}
     bad = 0
     for f in files:
@@ -491,6 +494,7 @@ def merge_refreshed(cache: Path, files: list[Path]) -> tuple[int, int]:
     path = cache / "clips.jsonl"
     version = backend_version()
     kept = []
+    stale = 0
     for row in _rows(path):
         if row["id"] in new and new[row["id"]]["same_audio"]:
             row["raw"]["essentia"]["key_profiles"] = new[row["id"]]["key_profiles"]
@@ -500,10 +504,12 @@ def merge_refreshed(cache: Path, files: list[Path]) -> tuple[int, int]:
             kept.append(row)
         elif row["id"] not in new and row["version"] == version:
             kept.append(row)
+        elif row["id"] not in new:
+            stale += 1
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(path)
-    return len(kept), bad
+    return len(kept), bad, stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.merge_refreshed:
         files = sorted(args.cache.glob("refresh-*.jsonl"))
-        print("kept %d clips; dropped %d whose re-made audio differs (rebuild them)"
+        print("kept %d clips; dropped %d whose re-made audio differs and %d of an older "
+              "version that nothing re-made (a plain build re-runs both)"
               % merge_refreshed(args.cache, files))
         return 0
     if args.relabel:

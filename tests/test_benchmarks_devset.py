@@ -81,8 +81,8 @@ def test_merging_refreshed_evidence_updates_and_drops_what_it_must(tmp_path: Pat
         {"id": "old-remade", "key_profiles": [["edma", "C major", 0.5]], "onsets": [0.5, 1.0],
          "same_audio": True},
         {"id": "old-differs", "key_profiles": [], "onsets": [], "same_audio": False})))
-    kept, bad = merge_refreshed(tmp_path, sorted(tmp_path.glob("refresh-*.jsonl")))
-    assert (kept, bad) == (2, 1)
+    kept, bad, stale = merge_refreshed(tmp_path, sorted(tmp_path.glob("refresh-*.jsonl")))
+    assert (kept, bad, stale) == (2, 1, 1)
     rows = {r["id"]: r for r in _rows(tmp_path / "clips.jsonl")}
     assert set(rows) == {"old-remade", "current"}
     assert rows["old-remade"]["version"] == now
