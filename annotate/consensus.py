@@ -48,6 +48,7 @@ from annotate.labels import NO_CHORD, chord_index
 from annotate.types import BackendAnalysis, Beat, ChordSegment, ClipAnalysis
 from llark.config import doc
 from llark.errors import ConfigError
+from llark.music import downbeats as downbeat_times
 
 __all__ = ["ConsensusConfig", "combine", "from_single", "silent_analysis", "resolve_beats",
            "resolve_chords", "resolve_key", "resolve_tempo", "meter_at_level",
@@ -245,7 +246,7 @@ def from_single(result: BackendAnalysis, rms_dbfs: float) -> ClipAnalysis:
     return ClipAnalysis(
         backend=result.backend, duration_s=result.duration_s, tempo_bpm=result.tempo.bpm,
         tempo_confidence=result.tempo.confidence, beats=beats,
-        downbeats_s=tuple(b.time_s for b in beats if b.beat_number == 1), meter=result.meter,
+        downbeats_s=downbeat_times(beats), meter=result.meter,
         meter_confidence=result.meter_confidence, key=result.key.label,
         key_confidence=result.key.confidence, chords=result.chords,
         chords_confidence=result.chords_confidence, rms_dbfs=rms_dbfs, backends=(result,))
@@ -269,7 +270,7 @@ def combine(madmom: BackendAnalysis, essentia: BackendAnalysis, rms_dbfs: float 
     return ClipAnalysis(
         backend="consensus", duration_s=madmom.duration_s, tempo_bpm=bpm,
         tempo_confidence=tempo_conf, beats=beats,
-        downbeats_s=tuple(b.time_s for b in beats if b.beat_number == 1), meter=meter,
+        downbeats_s=downbeat_times(beats), meter=meter,
         meter_confidence=meter_conf, key=key, key_confidence=key_conf, chords=chords,
         chords_confidence=chords_conf, rms_dbfs=rms_dbfs, backends=(madmom, essentia),
         notes=(tempo_note, beats_note, key_note, chords_note))

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from llark.music import Beat, ChordSegment
+from llark.music import Beat, ChordSegment, downbeats
 
 BACKENDS = ("consensus", "madmom", "essentia")
 
@@ -89,7 +89,7 @@ class BackendAnalysis:
 
     @property
     def downbeats_s(self) -> tuple[float, ...]:
-        return tuple(b.time_s for b in self.beats if b.beat_number == 1)
+        return downbeats(self.beats)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (times rounded to 1 ms, values to 4 decimals)."""

@@ -34,7 +34,8 @@ from typing import Any, Final, Literal, Mapping, Sequence
 
 import numpy as np
 
-from llark.music import Beat, ChordSegment, Key, Mode, chord_label, key_name, parse_chord
+from llark.music import (Beat, ChordSegment, Key, Mode, chord_label, downbeats, key_name,
+                         parse_chord)
 
 __all__ = [
     "MAJOR_SCALE",
@@ -456,7 +457,7 @@ class SongAudio:
 
     @property
     def downbeats(self) -> tuple[float, ...]:
-        return tuple(b.time_s for b in self.beats if b.beat_number == 1)
+        return downbeats(self.beats)
 
     def truth(self, include_notes: bool = False) -> dict[str, Any]:
         """The ground truth as a JSON-ready dict (times in seconds, rounded to 1 µs)."""
