@@ -46,12 +46,10 @@ from annotate.fusion import (  # noqa: E402
     decide_tempo,
     fit_conditional_logit,
     fit_logistic,
-    fuse_tempo,
     grid_tempo,
     key_conf_features,
     key_features,
     key_posterior,
-    logit,
     meter_conf_features,
     rel_diff,
     tempo_candidates,
@@ -132,15 +130,15 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
     w_tempo = fit_conditional_logit(tfeats, ttargets, L2)
     params = replace(params, tempo_weights=tuple(float(v) for v in w_tempo))
 
-    # 4. tempo confidence
+    # 4. tempo confidence (a clip without tempo evidence gets no tempo, so no confidence)
     xs, ys = [], []
     for p in items:
         ref = p.clip.truth.tempo_bpm
-        if ref <= 0:
+        d = decide_tempo(p.madmom, p.essentia, params) if ref > 0 else None
+        if d is None:
             continue
-        bpm, _, _ = fuse_tempo(p.madmom, p.essentia, params)
-        xs.append(tempo_conf_inputs(p, params))
-        ys.append(float(bpm > 0 and rel_diff(bpm, ref) <= TEMPO_TOLERANCE))
+        xs.append(list(d.conf_features))
+        ys.append(float(rel_diff(d.bpm, ref) <= TEMPO_TOLERANCE))
     params = replace(params, tempo_conf=tuple(float(v) for v in
                                               fit_logistic(np.array(xs), np.array(ys), CONF_L2)))
 
@@ -170,12 +168,6 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
                                       fit_logistic(np.array(cx), np.array(cy), CONF_L2)),
                      meta=tuple(sorted((meta or {}).items())))
     return params
-
-
-def tempo_conf_inputs(p: Parsed, params: FusionParams) -> list[float]:
-    """The tempo-confidence features of ``fuse_tempo`` (its own computation)."""
-    d = decide_tempo(p.madmom, p.essentia, params)
-    return [float(logit(0.0)), 0.0, 1.0] if d is None else list(d.conf_features)
 
 
 def folds_of(items: list[Parsed], k: int, seed: int = 0) -> list[int]:
