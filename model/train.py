@@ -341,8 +341,11 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
     if ckpt is not None:
         saved = read_state(ckpt)
         changes = _check_resume(ckpt, saved, cfg, spec, world)
-        load_weights(model, ckpt / WEIGHTS_FILE, spec)
         if not _is_sharded(acc):
+            # FSDP / DeepSpeed restore model and optimizer from accelerate_state after
+            # prepare (below); reading the consolidated weights file here as well would load
+            # the whole LM on every rank, undoing the meta-device loading off local rank 0
+            load_weights(model, ckpt / WEIGHTS_FILE, spec)
             optimizer.load_state_dict(load_optimizer(ckpt / OPTIMIZER_FILE))
         state = saved
     start_step = state.step
