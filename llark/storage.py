@@ -346,19 +346,23 @@ def delete(paths: list[str]) -> None:
 
 # --------------------------------------------------------------------------- whole folders
 
-def download_tree(remote: str, local: str | os.PathLike[str]) -> list[Path]:
-    """Copy every file under ``remote`` into ``local`` (same relative names). Returns them."""
-    out = []
-    base = remote.rstrip("/")
-    for url in list_files(base):
-        rel = url[len(base):].lstrip("/")
-        dest = Path(local) / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open_input(url) as src, open(dest, "wb") as dst:
-            while chunk := src.read(8 << 20):
-                dst.write(chunk)
-        out.append(dest)
+def download_file(url: str, dest: str | os.PathLike[str]) -> Path:
+    """Copy one file to the local ``dest`` in 8 MB chunks (never whole in memory)."""
+    out = Path(dest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open_input(url) as src, open(out, "wb") as dst:
+        while chunk := src.read(8 << 20):
+            dst.write(chunk)
     return out
+
+
+def download_tree(remote: str, local: str | os.PathLike[str], skip: tuple[str, ...] = ()
+                  ) -> list[Path]:
+    """Copy every file under ``remote`` into ``local`` (same relative names), except files
+    named in ``skip``. Returns them."""
+    base = remote.rstrip("/")
+    return [download_file(url, Path(local) / url[len(base):].lstrip("/"))
+            for url in list_files(base) if name(url) not in skip]
 
 
 def upload_tree(local: str | os.PathLike[str], remote: str, last: tuple[str, ...] = ()

@@ -70,13 +70,7 @@ def fetch_checkpoint(path: str | Path) -> Path:
         return local
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=_ensure(local.parent)))
     try:
-        for f in storage.list_files(remote):
-            rel = f[len(remote):].lstrip("/")
-            if storage.name(rel) == OPTIMIZER_FILE:
-                continue
-            dest = tmp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(storage.read_bytes(f))
+        storage.download_tree(remote, tmp, skip=(OPTIMIZER_FILE,))
         if local.exists():
             shutil.rmtree(local)
         os.replace(tmp, local)
@@ -204,7 +198,7 @@ def run_folder(output: str | Path, keep_last: int) -> Iterator[RunFolder]:
         for f in storage.list_files(url):
             rel = storage.relative(f, url)
             if rel.split("/", 1)[0] != CHECKPOINTS:
-                _download(f, local / rel)
+                storage.download_file(f, local / rel)
         latest = remote_checkpoints(url)[-1:]
         sync = _RunSync(local, url, keep_last)
         for ckpt in latest:
@@ -215,11 +209,6 @@ def run_folder(output: str | Path, keep_last: int) -> Iterator[RunFolder]:
             yield RunFolder(local, sync.checkpoint)
         finally:
             sync.close()
-
-
-def _download(url: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(storage.read_bytes(url))
 
 
 @contextmanager
