@@ -455,13 +455,13 @@ class GenerateFn(beam.DoFn):
         counts, gen = self._counts, self._pool.generator
         counts["units"] += 1
         counts.update(o.tally)
-        if not o.error_type and o.result.skip_reason:
-            counts["units_skipped"] += 1
-            return [beam.pvalue.TaggedOutput(SKIP_TAG, skipped_json(STAGE, o.unit_id,
-                                                                    o.result.skip_reason))]
         error_type, message = o.error_type, o.error_message
         if not error_type:
             try:
+                if o.result.skip_reason:
+                    counts["units_skipped"] += 1
+                    return [beam.pvalue.TaggedOutput(
+                        SKIP_TAG, skipped_json(STAGE, o.unit_id, o.result.skip_reason))]
                 records = to_instructions(o.result, o.facts, gen.backend, gen.model,
                                           gen.prompt_version)
             except Exception as exc:     # noqa: BLE001 -- a bug in one unit's records
