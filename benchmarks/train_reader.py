@@ -10,7 +10,9 @@ shard:
 
 * ``raw``: the shard files read front to back into a reused buffer (``readinto``, 8 MB
   chunks): the bytes the reader must bring in, at the disk's (or the page cache's) speed;
-* ``trainer``: what ``llark train`` runs: ``ShardStream`` (one data worker of the paper
+* ``trainer``: the reader ``llark train`` runs, in this process (not through a DataLoader
+  worker, and with the tiny byte-level tokenizer, not Llama's BPE): ``ShardStream`` (one data
+  worker of the paper
   config: its share of the rank's buffers, 1024 MB / 4 workers = 256 MB, ~117 rows; one pass,
   in this process) + ``collate`` into batches of
   ``--batch``; reading Parquet row groups, NumPy views over the Arrow buffers, choosing a
