@@ -85,14 +85,6 @@ def name(path: str | os.PathLike[str]) -> str:
     return os.fspath(path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def parent(path: str | os.PathLike[str]) -> str:
-    """The folder (or prefix) holding ``path``."""
-    text = os.fspath(path)
-    if not is_remote(text):
-        return os.path.dirname(os.path.abspath(text))
-    return text.rstrip("/").rsplit("/", 1)[0]
-
-
 def relative(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str:
     """``path`` relative to ``root`` (``.`` for the root itself), for local paths and URLs."""
     p, r = os.fspath(path).rstrip("/"), os.fspath(root).rstrip("/")

@@ -315,12 +315,14 @@ class ModelAnswerer:
         from model.checkpoint import CheckpointError
         from model.infer import (GenerationConfig, _system_prompt, checkpoint_encoder,
                                  load_for_inference)
+        from model.storage import fetch_checkpoint
 
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" \
             else device
         try:
+            # a bucket's checkpoint is downloaded (cached), as llark infer does
             self.model, self.tokenizer, self.spec = load_for_inference(
-                checkpoint, self.device, getattr(torch, dtype))
+                fetch_checkpoint(checkpoint), self.device, getattr(torch, dtype))
         except CheckpointError as exc:
             raise ConfigError(f"--checkpoint {checkpoint}: {exc} (or pass --checkpoint "
                               f"{ANNOTATOR} to score the annotators)") from exc

@@ -125,14 +125,6 @@ class WorkerPosition:
     samples: int = 0                         # samples this worker has produced
     skipped: dict[str, int] = field(default_factory=dict)   # reason -> count
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able copy (built field by field: every sample carries one)."""
-        return {"worker": int(self.worker), "epoch": int(self.epoch), "unit": int(self.unit),
-                "row": int(self.row),
-                "buffer": [[int(s), int(g), int(r)] for s, g, r in self.buffer],
-                "rng": json.loads(json.dumps(self.rng)), "samples": int(self.samples),
-                "skipped": {str(k): int(v) for k, v in self.skipped.items()}}
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WorkerPosition":
         return cls(**json.loads(json.dumps(d)))          # a deep copy: never share the saved one
