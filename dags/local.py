@@ -95,7 +95,8 @@ def _worth_showing(line: str) -> bool:
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llark run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="llark run", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("--config", help="YAML file with RunConfig keys")
     parser.add_argument("--only", help="run just these stages (comma-separated) and what they need")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")

@@ -436,7 +436,8 @@ def _report(result: BenchmarkResult, data_dir: Path) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llark benchmark", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="llark benchmark", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--name", required=True, choices=tuple(BENCHMARKS))
     p.add_argument("--data-dir", required=True, help="the benchmark's files, as published")
     p.add_argument("--checkpoint", required=True,

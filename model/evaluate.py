@@ -351,7 +351,8 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
 
 
 def run(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="llark eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="llark eval", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--predictions", required=True, help="JSON lines written by llark infer")
     p.add_argument("--output", required=True, help="folder for metrics.json and report.md")
     p.add_argument("--no-meteor", action="store_true",

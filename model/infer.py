@@ -197,7 +197,8 @@ def prediction_record(r: Request, answer: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llark infer", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="llark infer", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint folder, or a training --output (its latest checkpoint)")
     src = p.add_mutually_exclusive_group(required=True)

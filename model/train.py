@@ -522,6 +522,7 @@ def _main_thread() -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="llark train", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Config keys can also be given as key=value after the flags, e.g. max_steps=30.")

@@ -27,6 +27,7 @@ from llark.errors import LlarkError
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="llark analyze",
         description="Tempo, beats, downbeats, key and chords of audio files, one JSON object "
                     "per file on stdout.")

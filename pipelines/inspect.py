@@ -186,7 +186,8 @@ def format_summary(s: SetSummary, root: Path | str, show_schema: bool = False) -
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llark inspect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="llark inspect", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("path", help="a stage output folder, or a folder of them")
     parser.add_argument("--schema", action="store_true", help="print each set's Arrow schema")
     parser.add_argument("--report", help="also write a self-contained HTML report here")

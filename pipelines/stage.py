@@ -714,7 +714,7 @@ def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: 
 
     from llark.config import add_arguments, from_args
 
-    parser = argparse.ArgumentParser(prog=prog, description=description,
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
                                      epilog="Other flags go to Beam (e.g. --runner DataflowRunner "
                                             "--project P --region R --temp_location gs://...; "
                                             "--dry_run builds the Dataflow job and only prints "
@@ -728,14 +728,23 @@ def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: 
     ns, beam_args = parser.parse_known_args(argv)
     beam_args = _bare_dry_run(beam_args)
     try:
-        unknown = unknown_beam_flags(beam_args)
+        rest = beam_leftovers(beam_args)
     except argparse.ArgumentError as exc:
         parser.error(f"Beam option: {exc}")
+    unknown = [a.split("=", 1)[0] for a in rest if a.startswith("--") and a != "--"]
     if unknown:
         ours = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
         hints = [f"{flag} (did you mean {nearest_flag(flag, ours + sorted(beam_flag_names()))}?)"
                  for flag in unknown]
         parser.error("unknown option(s), neither llark's nor Beam's: " + "; ".join(hints))
+    if rest:
+        # a word no flag takes: Beam would drop it with a warning, and the run would go on
+        # without what the user meant (a typo'd value, a single-dash flag, a path)
+        bad = rest[0]
+        why = ("single-dash arguments are not flags here (llark's and Beam's flags start "
+               "with --)" if bad.startswith("-") and bad != "-" else
+               f"{prog} takes no positional arguments (is a flag missing before it?)")
+        parser.error(f"unexpected argument {bad!r}: {why}")
     cfg = from_args(cls, ns, ns.config)
     # The launcher's own file access (input indexes, task plans, the commit) goes through Beam's
     # FileSystems before any pipeline exists; s3:// needs the options there (endpoint, keys).
@@ -753,26 +762,30 @@ def _bare_dry_run(args: list[str]) -> list[str]:
 
 
 def _beam_parser() -> Any:
-    from apache_beam.options.pipeline_options import _BeamArgumentParser
-
-    parser = _BeamArgumentParser(allow_abbrev=False, exit_on_error=False)
-    seen: set[str] = set()
-    for cls in PipelineOptions.__subclasses__():      # as PipelineOptions.get_all_options does
-        if str(cls) not in seen:
-            seen.add(str(cls))
-            cls._add_argparse_args(parser)  # noqa: SLF001  (Beam's own registration hook)
+    """The parser Beam itself builds from every registered options class (no abbreviations),
+    handed over by ``PipelineOptions.get_all_options``' public ``add_extra_args_fn`` hook."""
+    parsers: list[Any] = []
+    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+    parser = parsers[0]
+    parser.exit_on_error = False          # a bad value raises ArgumentError; we name it
     return parser
 
 
 def beam_flag_names() -> set[str]:
-    """Every ``--flag`` some Beam options class defines."""
-    return {s for s in _beam_parser()._option_string_actions if s.startswith("--")}
+    """Every Beam option as ``--name`` (the public option names of ``get_all_options``)."""
+    return {f"--{name}" for name in PipelineOptions([]).get_all_options()}
+
+
+def beam_leftovers(beam_args: list[str]) -> list[str]:
+    """What of ``beam_args`` no Beam option takes: unknown ``--flags`` (and their values),
+    single-dash words, stray positionals; parsed exactly as the pipeline will parse them."""
+    _known, rest = _beam_parser().parse_known_args(beam_args)
+    return rest
 
 
 def unknown_beam_flags(beam_args: list[str]) -> list[str]:
     """The ``--flags`` of ``beam_args`` that no Beam options class knows."""
-    _known, rest = _beam_parser().parse_known_args(beam_args)
-    return [a.split("=", 1)[0] for a in rest if a.startswith("--")]
+    return [a.split("=", 1)[0] for a in beam_leftovers(beam_args) if a.startswith("--")]
 
 
 def nearest_flag(flag: str, candidates: list[str]) -> str:

@@ -115,7 +115,7 @@ def write_benchmarks(output: str | Path, tracks: int = 4, seconds: float = 24.0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m llark.demo.benchmarks",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m llark.demo.benchmarks",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--output", required=True)
     p.add_argument("--tracks", type=int, default=4, help="tracks per benchmark")

@@ -878,6 +878,7 @@ def _replace_dir(tmp: Path, output: Path) -> None:
 def run(argv: list[str] | None = None) -> int:
     """CLI entry point: ``--output DIR [--seed N] [--scale small|tiny]``. Returns 0 on success."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="llark demo-data",
         description="Write a synthetic demo corpus laid out as MusicCaps, MagnaTagATune, FMA, "
                     "MusicNet and a folder dataset, with exact ground truth.")
