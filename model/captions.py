@@ -1,31 +1,36 @@
 """Captioning metrics, offline: BLEU-1..4, METEOR, ROUGE-L and CIDEr-D of the COCO caption toolkit.
 
-The scorers are ``pycocoevalcap`` 1.2's (the MS-COCO caption evaluation code that captioning
-papers, music captioning on MusicCaps among them, report): corpus BLEU-1..4 (closest reference
-length for the brevity penalty), METEOR 1.5 (``-l en -norm``, a Java process; the jar and its
-English paraphrase table ship inside the wheel, so nothing is downloaded), ROUGE-L (LCS
-F-measure with beta 1.2, the best reference per caption, averaged) and CIDEr-D (sigma 6,
-clipped counts, scaled by 10; its IDF comes from the references of the whole set, so it needs
-more than one distinct clip to mean anything).
+Everything is ``pycocoevalcap`` 1.2's (the MS-COCO caption evaluation code that captioning
+papers, music captioning on MusicCaps among them, report), run the way its ``COCOEvalCap``
+runs it, SPICE left out:
 
-Tokenisation is one Python rule for all four (lower case, runs of letters/digits with inner
-apostrophes, punctuation dropped): the effect of COCO's PTBTokenizer without starting a second
-Java process for it. Scores are in [0, 1] except CIDEr-D (0..10).
+* tokenisation: its ``PTBTokenizer`` (Stanford CoreNLP 3.4.1's PTB tokenizer, a Java process,
+  ``-preserveLines -lowerCase``, then COCO's punctuation tokens dropped): ``"don't"`` is
+  ``"do n't"``, ``"rock-song"``, ``"120.5"``, ``"3/4"`` and ``"café"`` stay one token each;
+* corpus BLEU-1..4 (closest reference length for the brevity penalty), ROUGE-L (LCS F-measure
+  with beta 1.2, the best reference per caption, averaged) and CIDEr-D (sigma 6, clipped
+  counts, scaled by 10; its IDF comes from the references of the whole set, so it needs more
+  than one distinct clip to mean anything) on the tokenised captions;
+* METEOR 1.5: its ``Meteor`` class (``-l en -norm``, another Java process; the jars and the
+  English paraphrase table ship inside the wheel, so nothing is downloaded). One METEOR
+  process serves the whole run (starting it costs 5-30 s).
+
+Java is needed for the tokenizer and for METEOR (``make system-deps`` installs
+``default-jre-headless``). Without it nothing is computed and every metric says why
+(``CaptionScores.unavailable``); METEOR alone can be left out (``meteor=False``) or fail alone
+(``meteor_unavailable``). Scores are in [0, 1] except CIDEr-D (0..10).
 """
 
 from __future__ import annotations
 
 import atexit
-import os
-import re
 import shutil
-import subprocess
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
-TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
-METEOR_TIMEOUT_S = 60.0    # waiting for an ended Java process to exit
+#: The metrics of :class:`CaptionScores`, in report order.
+METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider_d", "meteor")
 
 
 @dataclass(frozen=True)
@@ -38,29 +43,71 @@ class CaptionPair:
 
 @dataclass(frozen=True)
 class CaptionScores:
-    """Corpus-level captioning metrics of a set of :class:`CaptionPair`."""
+    """Corpus-level captioning metrics of a set of :class:`CaptionPair`.
+
+    A metric is None when it could not run: ``unavailable`` says why none ran (no Java for the
+    PTB tokenizer), ``meteor_unavailable`` why METEOR alone did not ("not asked for" when
+    ``meteor=False``)."""
 
     n: int
-    bleu1: float
-    bleu2: float
-    bleu3: float
-    bleu4: float
-    rouge_l: float
-    cider_d: float
-    meteor: float | None          # None when it could not run (see meteor_unavailable)
-    meteor_unavailable: str = ""  # why METEOR is missing ("" when it ran or was not asked for)
+    bleu1: float | None
+    bleu2: float | None
+    bleu3: float | None
+    bleu4: float | None
+    rouge_l: float | None
+    cider_d: float | None
+    meteor: float | None
+    meteor_unavailable: str = ""
+    unavailable: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, plus ``<metric>_unavailable`` (the reason) for every metric that is
+        None, which is what ``llark eval``'s report prints in its place."""
+        out = asdict(self)
+        for f in fields(self):
+            if f.name in METRICS and out[f.name] is None and not out.get(f"{f.name}_unavailable"):
+                out[f"{f.name}_unavailable"] = self.unavailable or "not asked for"
+        return out
+
+
+class CaptionMetricsUnavailable(RuntimeError):
+    """A Java part of the COCO caption evaluation could not run here; the message says why."""
+
+
+def _require_java(what: str) -> None:
+    if shutil.which("java") is None:
+        raise CaptionMetricsUnavailable(
+            f"{what} needs Java and `java` is not on PATH (Debian: apt-get install "
+            "default-jre-headless; `make system-deps` does it)")
+
+
+def ptb_tokenize(texts: Sequence[str]) -> list[str]:
+    """``texts`` through COCO's ``PTBTokenizer`` (one Java process for all of them): lower
+    case, PTB tokens joined by single spaces, COCO's punctuation tokens dropped."""
+    _require_java("the COCO caption evaluation's PTB tokenizer")
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    if not texts:
+        return []
+    try:
+        out = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    except OSError as exc:    # it writes a temporary file beside its jar, then runs Java
+        raise CaptionMetricsUnavailable(f"the PTB tokenizer could not run ({type(exc).__name__}"
+                                        f": {exc})") from exc
+    if len(out) != len(texts):
+        raise CaptionMetricsUnavailable(f"the PTB tokenizer returned {len(out)} of {len(texts)} "
+                                        "lines (did its Java process fail?)")
+    return [out[i][0] for i in range(len(texts))]
 
 
 def tokenize(text: str) -> str:
-    """Lower-cased word tokens joined by single spaces (the form every scorer receives)."""
-    return " ".join(TOKEN.findall(text.lower()))
+    """One text as COCO's ``PTBTokenizer`` tokenises it (see :func:`ptb_tokenize`)."""
+    return ptb_tokenize([text])[0]
 
 
 def caption_scores(pairs: Sequence[CaptionPair], meteor: bool = True) -> CaptionScores:
-    """BLEU-1..4, ROUGE-L, CIDEr-D and (``meteor=True``, Java present) METEOR of ``pairs``."""
+    """BLEU-1..4, ROUGE-L, CIDEr-D and (``meteor=True``) METEOR of ``pairs``, as COCO's
+    caption evaluation computes them (PTB tokenisation first)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
@@ -70,112 +117,84 @@ def caption_scores(pairs: Sequence[CaptionPair], meteor: bool = True) -> Caption
     for n, p in enumerate(pairs):
         if not p.references:
             raise ValueError(f"caption pair {n} has no reference caption")
-    res = {i: [tokenize(p.prediction)] for i, p in enumerate(pairs)}
-    gts = {i: [tokenize(r) for r in p.references] for i, p in enumerate(pairs)}
+    texts = [p.prediction for p in pairs] + [r for p in pairs for r in p.references]
+    try:
+        tokens = ptb_tokenize(texts)
+    except CaptionMetricsUnavailable as exc:
+        return CaptionScores(len(pairs), None, None, None, None, None, None, None,
+                             meteor_unavailable=str(exc), unavailable=str(exc))
+    res = {i: [tokens[i]] for i in range(len(pairs))}
+    gts: dict[int, list[str]] = {}
+    at = len(pairs)
+    for i, p in enumerate(pairs):
+        gts[i] = tokens[at:at + len(p.references)]
+        at += len(p.references)
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     rouge, _ = Rouge().compute_score(gts, res)
     cider, _ = Cider().compute_score(gts, res)
     meteor_value: float | None = None
-    why = ""
+    why = "not asked for"
     if meteor:
         try:
             meteor_value, _ = meteor_score(gts, res)
-        except MeteorUnavailable as exc:
+            why = ""
+        except CaptionMetricsUnavailable as exc:
             why = str(exc)
     return CaptionScores(len(pairs), *(float(b) for b in bleu), rouge_l=float(rouge),
                          cider_d=float(cider), meteor=meteor_value, meteor_unavailable=why)
 
 
-class MeteorUnavailable(RuntimeError):
-    """METEOR could not run here (no Java, or the Java process failed); the message says why."""
+_METEOR: Any = None           # one pycocoevalcap Meteor (one Java process) for the run
+_METEOR_LOCK = threading.Lock()
 
 
-def _require_java() -> None:
-    if shutil.which("java") is None:
-        raise MeteorUnavailable("METEOR needs Java and `java` is not on PATH (Debian: apt-get "
-                                "install default-jre-headless; `make system-deps` does it)")
+def _close_meteor() -> None:
+    """End the METEOR process (at exit, or after it failed)."""
+    global _METEOR
+    m, _METEOR = _METEOR, None
+    if m is None:
+        return
+    if m.lock.locked():       # a failed compute_score leaves it held; its __del__ waits on it
+        m.lock.release()
+    try:
+        m.meteor_p.stdin.close()
+    except OSError:
+        pass
+    m.meteor_p.kill()
+    m.meteor_p.wait()
 
 
-class MeteorProcess:
-    """One METEOR 1.5 Java process (pycocoevalcap's jar, command and stdio protocol) that
-    scores any number of caption sets: starting Java and loading the paraphrase table costs
-    5-30 s, so ``llark eval`` pays it once, not once per dataset it reports."""
-
-    def __init__(self) -> None:
-        _require_java()
-        import pycocoevalcap.meteor.meteor as pycoco_meteor
-
-        self._proc = subprocess.Popen(
-            ["java", "-jar", "-Xmx2G", pycoco_meteor.METEOR_JAR, "-", "-", "-stdio", "-l", "en",
-             "-norm"], cwd=os.path.dirname(os.path.abspath(pycoco_meteor.__file__)),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._lock = threading.Lock()
-
-    def _ask(self, line: str) -> None:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write((line + "\n").encode())
-        self._proc.stdin.flush()
-
-    def _read(self) -> str:
-        assert self._proc.stdout is not None
-        out = self._proc.stdout.readline()
-        if not out:
-            raise MeteorUnavailable(f"the METEOR Java process ended: {self._stderr()}")
-        return out.decode().strip()
-
-    def _stderr(self) -> str:
-        self._proc.kill()
-        try:
-            _, err = self._proc.communicate(timeout=METEOR_TIMEOUT_S)
-        except (subprocess.TimeoutExpired, ValueError, OSError):
-            return "(no stderr)"
-        return (err or b"").decode(errors="replace")[-500:]
-
-    def score(self, gts: dict[int, list[str]], res: dict[int, list[str]]
-              ) -> tuple[float, list[float]]:
-        """(corpus score, score per caption) of ``res[i] = [caption]`` against ``gts[i]``."""
-        if gts.keys() != res.keys():
-            raise ValueError("METEOR needs the same caption ids in references and predictions")
-        with self._lock:
-            try:
-                stats = []
-                for i in gts:
-                    hyp = res[i][0].replace("|||", "").replace("  ", " ")
-                    self._ask(" ||| ".join(("SCORE", " ||| ".join(gts[i]), hyp)))
-                    stats.append(self._read())
-                self._ask("EVAL ||| " + " ||| ".join(stats))
-                per_caption = [float(self._read()) for _ in gts]
-                return float(self._read()), per_caption
-            except (BrokenPipeError, OSError, ValueError) as exc:
-                raise MeteorUnavailable(f"the METEOR Java process failed ({type(exc).__name__}: "
-                                        f"{exc}): {self._stderr()}") from exc
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            if self._proc.stdin is not None:
-                try:
-                    self._proc.stdin.close()
-                except BrokenPipeError:
-                    pass
-            self._proc.kill()
-            self._proc.wait(timeout=METEOR_TIMEOUT_S)
-
-
-_METEOR: MeteorProcess | None = None
+atexit.register(_close_meteor)
 
 
 def meteor_score(gts: dict[int, list[str]], res: dict[int, list[str]]
                  ) -> tuple[float, list[float]]:
-    """METEOR 1.5: (corpus score, score per caption). The Java process starts on first use and
-    serves the rest of the run (it is ended at exit, or at once after a failure)."""
+    """METEOR 1.5 by pycocoevalcap's ``Meteor``: (corpus score, score per caption) of
+    ``res[i] = [caption]`` against ``gts[i]`` (tokenised text). Its Java process starts on
+    first use and serves the rest of the run; one that fails is ended and raises
+    :class:`CaptionMetricsUnavailable` with Java's own message."""
     global _METEOR
-    _require_java()
-    if _METEOR is None or _METEOR._proc.poll() is not None:
-        _METEOR = MeteorProcess()
-        atexit.register(_METEOR.close)
-    try:
-        return _METEOR.score(gts, res)
-    except MeteorUnavailable:
-        _METEOR.close()
-        _METEOR = None
-        raise
+    _require_java("METEOR")
+    if gts.keys() != res.keys():
+        raise ValueError("METEOR needs the same caption ids in references and predictions")
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    with _METEOR_LOCK:
+        if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+            _close_meteor()
+            try:
+                _METEOR = Meteor()
+            except OSError as exc:
+                raise CaptionMetricsUnavailable(f"METEOR could not start Java ({exc})") from exc
+        try:
+            score, scores = _METEOR.compute_score(gts, res)
+            return float(score), [float(s) for s in scores]
+        except (OSError, ValueError) as exc:    # a broken pipe; an empty line from a dead JVM
+            err = b""
+            proc = _METEOR.meteor_p
+            _close_meteor()
+            if proc.stderr is not None:
+                err = proc.stderr.read()[-500:]
+            raise CaptionMetricsUnavailable(
+                f"the METEOR Java process failed ({type(exc).__name__}: {exc}): "
+                f"{err.decode(errors='replace') or '(no stderr)'}") from exc
