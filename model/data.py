@@ -442,6 +442,9 @@ class ShardStream(IterableDataset):
 
         while True:
             plan = self.plan(pos.epoch, global_worker)
+            # a restored position may be anywhere in its epoch, even after its last row: only a
+            # pass over a whole epoch can show that a worker has no usable row
+            whole_epoch = pos.unit == 0 and pos.row == 0
             # never buffer more than one epoch of this worker's rows: a small set is not read
             # several times over before its first sample
             capacity = max(1, min(cfg.shuffle_buffer, sum(len(o) for _, _, o in plan)))
@@ -486,7 +489,7 @@ class ShardStream(IterableDataset):
                     if sample is not None:
                         yield self._finish(sample, pos, buffer, rng)
                 return
-            if epoch_samples == 0 and len(buffer) <= epoch_start_buffer:
+            if whole_epoch and epoch_samples == 0 and len(buffer) <= epoch_start_buffer:
                 raise ShardError(
                     f"data worker {global_worker} of {self.total_workers} found no usable row in a "
                     f"whole epoch of {self.shard_set.folder} (splits {sorted(splits) or 'all'}, "

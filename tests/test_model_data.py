@@ -311,3 +311,35 @@ def test_collate_zeroes_the_padding_of_reused_pool_memory(shards, tok):
         for i, s in enumerate(samples):
             assert torch.all(b.audio[i, frames[i]:] == 0)
             np.testing.assert_array_equal(b.audio[i, :frames[i]].numpy(), s.audio)
+
+
+@pytest.mark.parametrize("n_rows,workers", [(16, 0), (30, 0), (16, 2)])
+def test_every_interruption_point_resumes_exactly(tmp_path, tok, n_rows, workers):
+    """Cut an uninterrupted stream after each of its batches (over two epochs) and restore: the
+    restored stream yields the rest exactly. Cuts right after an epoch's last row (seed 3, a
+    5-row buffer; 16 rows: after batches 6 and 14, 30 rows: after batch 13) once failed with
+    "found no usable row in a whole epoch"."""
+    make_shard_set(tmp_path, n_rows=n_rows, n_frames=3, dim=8, rows_per_shard=10,
+                   row_group_size=3)
+    shard_set = open_shard_set(tmp_path)
+    cfg = dict(seed=3, shuffle_buffer=5, num_workers=workers, max_length=1024)
+
+    def batches(resume=None, n=n_rows + 1):
+        loader = make_loader(_stream(shard_set, tok, resume=resume, **cfg), 2, tok.pad_token_id)
+        it = iter(loader)
+        out = [next(it) for _ in range(n)]
+        del it
+        return out
+
+    full = batches()
+    # more than two epochs: the cuts include every epoch end of the first two epochs
+    assert sum(len(b) for b in full) > 2 * n_rows
+    for cut in range(1, len(full)):
+        state = StreamState(max(workers, 1))
+        for b in full[:cut]:
+            state.update(b.worker, b.position)
+        saved = StreamState.from_dict(json.loads(json.dumps(state.to_dict())))
+        resumed = batches(saved, n=len(full) - cut)
+        assert [b.conversation_ids for b in resumed] == \
+            [b.conversation_ids for b in full[cut:]], cut
+        assert all(torch.equal(a.audio, b.audio) for a, b in zip(full[cut:], resumed)), cut
