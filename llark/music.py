@@ -38,7 +38,8 @@ __all__ = [
     "UNKNOWN_CHORD", "MAJMIN_QUALITIES", "MusicLabelError", "Key", "HarteChord", "Beat",
     "ChordSegment", "pitch_class", "note_name", "parse_key", "key_name", "spell_key",
     "key_index", "key_relation", "parse_chord", "chord_label", "spell_chord", "majmin",
-    "chord_index", "same_chord", "downbeats",
+    "chord_index", "same_chord", "downbeats", "TEMPO_TOLERANCE", "TEMPO_ACC2_FACTORS",
+    "tempo_accuracy",
 ]
 
 Mode = Literal["major", "minor"]
@@ -380,3 +381,27 @@ class ChordSegment:
 def downbeats(beats: Iterable[Beat]) -> tuple[float, ...]:
     """Times of the beats that start a bar."""
     return tuple(b.time_s for b in beats if b.beat_number == 1)
+
+
+# --------------------------------------------------------------------------- tempo accuracy
+
+#: Acc1 / Acc2 tolerance: an estimate within 4 % of the reference (Gouyon et al., 2006, the
+#: MIREX tempo measures the LLark paper reports on GiantSteps Tempo).
+TEMPO_TOLERANCE: Final[float] = 0.04
+#: Acc2 also counts the metrical-level errors: the reference times 2, 1/2, 3 or 1/3.
+TEMPO_ACC2_FACTORS: Final[tuple[float, ...]] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+
+
+def tempo_accuracy(reference_bpm: float, estimate_bpm: float | None,
+                   tolerance: float = TEMPO_TOLERANCE) -> tuple[bool, bool]:
+    """(Acc1, Acc2) of one tempo estimate: Acc1 when ``|estimate - reference| <= tolerance *
+    reference``; Acc2 when that holds for the reference times one of
+    :data:`TEMPO_ACC2_FACTORS`. No estimate, or a reference that is not positive, scores
+    neither."""
+    if estimate_bpm is None or not reference_bpm > 0 or not estimate_bpm > 0:
+        return False, False
+
+    def near(target: float) -> bool:
+        return abs(estimate_bpm - target) / target <= tolerance
+
+    return near(reference_bpm), any(near(reference_bpm * f) for f in TEMPO_ACC2_FACTORS)
