@@ -57,6 +57,7 @@ from annotate.fusion import (  # noqa: E402
 from annotate.labels import NO_CHORD, key_index  # noqa: E402
 from annotate.types import BackendAnalysis, ClipAnalysis  # noqa: E402
 from benchmarks.devset import DEFAULT_CACHE, DevClip, load_devset  # noqa: E402
+from llark.music import tempo_accuracy  # noqa: E402
 
 L2 = 1e-2
 #: L2 of the confidence calibrations (logistic fits on standardised features).
@@ -300,7 +301,7 @@ def _tempo_rows(items: list[Parsed]) -> list[_TempoRow]:
         if ref <= 0:
             continue
         cands, f, _ = tempo_candidates(p.madmom, p.essentia)
-        hit = np.array([rel_diff(c, ref) <= TEMPO_TOLERANCE for c in cands], bool)
+        hit = np.array([tempo_accuracy(ref, c)[0] for c in cands], bool)   # Acc1 each
         x = {"base": f, **study_columns(p, cands, f)} if len(cands) else {}
         rows.append(_TempoRow(i, x, hit))
     return rows
@@ -327,7 +328,7 @@ def _misses(items: list[Parsed], missed: list[_TempoRow]) -> str:
         ref = p.clip.truth.tempo_bpm
         est = {"madmom top": p.madmom.tempo.bpm, "madmom grid": grid_tempo(p.madmom.beats),
                "essentia": p.essentia.tempo.bpm, "essentia grid": grid_tempo(p.essentia.beats)}
-        ok = [n for n, b in est.items() if b > 0 and rel_diff(b, ref) <= TEMPO_TOLERANCE]
+        ok = [n for n, b in est.items() if tempo_accuracy(ref, b)[0]]
         for n in ok:
             right[n] += 1
         right["none"] += not ok
@@ -341,9 +342,8 @@ def tempo_study(items: list[Parsed], k: int = 5, seed: int = 0) -> float:
     4 % of the label (the consensus' answer is the mean of the agreeing estimates)."""
     rows = _tempo_rows(items)
     folds = folds_of(items, k, seed)
-    madmom = [float(rel_diff(items[r.index].madmom.tempo.bpm,
-                             items[r.index].clip.truth.tempo_bpm) <= TEMPO_TOLERANCE)
-              for r in rows]
+    madmom = [float(tempo_accuracy(items[r.index].clip.truth.tempo_bpm,
+                                   items[r.index].madmom.tempo.bpm)[0]) for r in rows]
     per = [np.mean([m for m, r in zip(madmom, rows) if folds[r.index] == g]) for g in range(k)]
     print(f"tempo study, {len(rows)} clips with a tempo label, {k} folds over pieces")
     print(f"  {'madmom alone':36s} Acc1 {np.mean(madmom):.3f}  folds "

@@ -6,7 +6,8 @@
   = D major) and scored with MIREX's weighted score (``mir_eval.key.weighted_score``: 1 same,
   0.5 fifth, 0.3 relative, 0.2 parallel); an answer without a key scores 0.
 * tempo: the first number of the answer (the one next to "BPM" when there is one). Acc1: within
-  4 % of the reference; Acc2: within 4 % of the reference times 1, 2, ½, 3 or ⅓.
+  4 % of the reference; Acc2: within 4 % of the reference times 1, 2, ½, 3 or ⅓
+  (:func:`llark.music.tempo_accuracy`, the project's one definition).
 * genre: the answer is searched for the genres of the dataset's vocabulary (every genre label
   of that dataset in the predictions file); the first one mentioned is the prediction; correct
   when it is one of the clip's genres. Accuracy.
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from llark.music import key_name, pitch_class
+from llark.music import key_name, pitch_class, tempo_accuracy
 from model.captions import CaptionPair, caption_scores
 from model.storage import local_input_file, output_folder
 
@@ -43,8 +44,6 @@ KEY_WITH_MODE = re.compile(rf"(?<![A-Za-z]){NOTE}\s*-?\s*{MODE}", re.IGNORECASE)
 KEY_OF = re.compile(rf"\bkey\s*(?:of|is|:)?\s*{NOTE}(?![A-Za-z])", re.IGNORECASE)
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)")
 BPM_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats per minute)", re.IGNORECASE)
-TEMPO_FACTORS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
-TEMPO_TOLERANCE = 0.04
 
 #: The paper's evaluation questions, one per task (``llark infer`` and ``llark benchmark`` ask
 #: them; the answers are scored here).
@@ -148,16 +147,6 @@ def key_score(reference: str, estimate: str | None) -> float:
     return float(mir_eval.key.weighted_score(reference, estimate))
 
 
-def tempo_scores(reference: float, estimate: float | None) -> tuple[bool, bool]:
-    """(Acc1, Acc2) of one estimate."""
-    if estimate is None or reference <= 0:
-        return False, False
-    acc1 = abs(estimate - reference) <= TEMPO_TOLERANCE * reference
-    acc2 = any(abs(estimate - reference * f) <= TEMPO_TOLERANCE * reference * f
-               for f in TEMPO_FACTORS)
-    return acc1, acc2
-
-
 @dataclass
 class Scored:
     record: dict[str, Any]
@@ -210,7 +199,7 @@ def evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = 
                                           "parsed": float(est is not None)}))
         elif task == "tempo" and labels.get("tempo_bpm"):
             est = parse_tempo(answer)
-            a1, a2 = tempo_scores(float(labels["tempo_bpm"]), est)
+            a1, a2 = tempo_accuracy(float(labels["tempo_bpm"]), est)
             scored.append(Scored(r, est, {"acc1": float(a1), "acc2": float(a2),
                                           "parsed": float(est is not None)}))
         elif task == "genre" and labels.get("genres"):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.evaluate import evaluate, find_terms, parse_key, parse_tempo, run as eval_run, \
-    tempo_scores
+from llark.music import tempo_accuracy
+from model.evaluate import evaluate, find_terms, parse_key, parse_tempo, run as eval_run
 from model.infer import run as infer_run
 from model.train import run as train_run
 from tests.shard_factory import make_shard_set
@@ -47,14 +47,17 @@ def test_parse_tempo(text, bpm):
 
 
 def test_tempo_accuracies():
-    assert tempo_scores(120, 124) == (True, True)        # within 4 %
-    assert tempo_scores(120, 125) == (False, False)      # 4.2 % off
-    assert tempo_scores(120, 60) == (False, True)        # half
-    assert tempo_scores(120, 240) == (False, True)       # double
-    assert tempo_scores(120, 360) == (False, True)       # triple
-    assert tempo_scores(120, 40.5) == (False, True)      # a third, within 4 %
-    assert tempo_scores(120, 90) == (False, False)
-    assert tempo_scores(120, None) == (False, False)
+    assert tempo_accuracy(120, 124) == (True, True)        # within 4 %
+    assert tempo_accuracy(120, 125) == (False, False)      # 4.2 % off
+    assert tempo_accuracy(120, 60) == (False, True)        # half
+    assert tempo_accuracy(120, 240) == (False, True)       # double
+    assert tempo_accuracy(120, 360) == (False, True)       # triple
+    assert tempo_accuracy(120, 40.5) == (False, True)      # a third, within 4 %
+    assert tempo_accuracy(120, 90) == (False, False)
+    assert tempo_accuracy(120, None) == (False, False)
+    assert tempo_accuracy(120, 0) == (False, False) and tempo_accuracy(0, 120) == (False, False)
+    assert tempo_accuracy(100, 96) == (True, True)       # exactly 4 % below: counted
+    assert tempo_accuracy(100, 208.5) == (False, False)  # 4.25 % above double
 
 
 def test_find_terms_in_order_longest_first():
