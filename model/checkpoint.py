@@ -21,14 +21,13 @@ interrupted save never looks like a checkpoint.
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -86,30 +85,39 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 # --------------------------------------------------------------------------- scheduler
 
-class WarmupSchedule:
-    """Linear warmup, then cosine decay to ``min_ratio`` (or constant); a LambdaLR factor."""
+def transformers_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int,
+                          total_steps: int, kind: str, min_ratio: float,
+                          last_epoch: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
+    """The lr schedule from transformers: a linear warmup from 0 over ``warmup_steps``, then a
+    half cosine from the peak down to ``min_ratio`` x peak at ``total_steps``
+    (``get_cosine_with_min_lr_schedule_with_warmup``), or the peak kept (``kind='constant'``,
+    ``get_constant_schedule_with_warmup``). The factor of scheduler step ``k`` (the lr of the
+    optimizer step ``k + 1``) is ``k / warmup_steps`` during the warmup, then
+    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * (k - warmup) / (total - warmup))) / 2``."""
+    from transformers import (get_constant_schedule_with_warmup,
+                              get_cosine_with_min_lr_schedule_with_warmup)
 
-    def __init__(self, warmup_steps: int, total_steps: int, kind: str = "cosine",
-                 min_ratio: float = 0.0) -> None:
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-        self.kind = kind
-        self.min_ratio = min_ratio
+    if kind == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup_steps, last_epoch=last_epoch)
+    if kind != "cosine":
+        raise ValueError(f"lr schedule {kind!r}: 'cosine' or 'constant'")
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, warmup_steps, total_steps, last_epoch=last_epoch, min_lr_rate=min_ratio)
 
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / (self.warmup_steps + 1)
-        if self.kind == "constant":
-            return 1.0
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min((step - self.warmup_steps) / span, 1.0)
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+def schedule_factor(warmup_steps: int, total_steps: int, kind: str,
+                    min_ratio: float) -> Callable[[int], float]:
+    """The lr factor of scheduler step ``k`` under :func:`transformers_schedule` (for messages
+    about a plan without an optimizer of its own: built on a throwaway one)."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    return transformers_schedule(probe, warmup_steps, total_steps, kind, min_ratio).lr_lambdas[0]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                    kind: str, min_ratio: float, learning_rate: float,
                    start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-    """The schedule of one plan, positioned after ``start_step`` scheduler steps.
+    """The schedule of one plan (:func:`transformers_schedule`), positioned after
+    ``start_step`` scheduler steps.
 
     Every param group's peak lr becomes ``learning_rate`` (whatever an optimizer state loaded
     from a checkpoint says), and the groups' lr is set to the plan's value at ``start_step``:
@@ -121,9 +129,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_st
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] = learning_rate
     # last_epoch = start_step - 1: LambdaLR's first (initial) step lands on start_step
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupSchedule(warmup_steps, total_steps, kind, min_ratio),
-        last_epoch=start_step - 1)
+    return transformers_schedule(optimizer, warmup_steps, total_steps, kind, min_ratio,
+                                 last_epoch=start_step - 1)
 
 
 # --------------------------------------------------------------------------- weights

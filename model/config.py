@@ -30,9 +30,16 @@ STRUCTURAL_KEYS = ("model", "tiny_hidden_size", "tiny_layers", "tiny_heads",
 # (the schedule re-planned, the optimizer's hyper-parameters set); see docs/training.md
 PLAN_KEYS = ("max_steps", "learning_rate", "warmup_ratio", "lr_schedule", "min_lr_ratio",
              "weight_decay", "adam_beta1", "adam_beta2", "adam_eps")
-# keys the saved data position depends on: a resumed run with other values is refused
-# (the seed orders every epoch's row groups and rows; a position indexes into that order)
-DATA_ORDER_KEYS = ("seed", "num_workers")
+# keys the saved data position depends on: a resumed run with other values is refused. The
+# seed orders every epoch's row groups and rows, num_workers deals them (a position indexes into
+# that order); shuffle_buffer = 0 turns that order off and, with shuffle_buffer_mb, bounds the
+# buffer that sets the order of the samples (the saved buffer was filled under the old bounds);
+# splits pick the rows (the saved buffer holds rows of the old splits). Resumed with other
+# values, a run would neither continue the old stream nor start the new one. Family weights,
+# max_length, max_audio_frames and system_prompt change what a row's sample is (a weight set to
+# or from 0 also shifts later random draws), never which rows an epoch holds or the position's
+# meaning: they apply from the next sample on, with a notice (docs/training.md).
+DATA_ORDER_KEYS = ("seed", "num_workers", "shuffle_buffer", "shuffle_buffer_mb", "splits")
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,11 @@ import torch
 from llark.config import add_arguments, from_args, to_dict
 from llark.errors import ConfigError, ShardError
 from model.checkpoint import (CHECKPOINTS, OPTIMIZER_FILE, WEIGHTS_FILE, CheckpointError,
-                              TrainerState, WarmupSchedule, checkpoint_name, clean_name,
+                              TrainerState, checkpoint_name, clean_name,
                               config_differences, finish, latest_checkpoint, load_optimizer,
                               load_rng, load_weights, make_scheduler, read_state,
-                              save_optimizer, save_rng, scheduler_state, write_model_files)
+                              save_optimizer, save_rng, schedule_factor, scheduler_state,
+                              write_model_files)
 from model.config import DATA_ORDER_KEYS, PLAN_KEYS, STRUCTURAL_KEYS, TrainConfig, config_path
 from model.data import (Batch, ShardStream, StreamConfig, StreamState, make_loader,
                         open_shard_set)
@@ -120,6 +121,13 @@ def _is_sharded(acc: Any) -> bool:
     return acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
+def _as_override(value: Any) -> str:
+    """A saved config value as a ``key=value`` override takes it (lists comma-separated)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
 def _check_resume(ckpt: Path, saved: TrainerState, cfg: TrainConfig, spec: ModelSpec,
                   world_size: int) -> dict[str, tuple[Any, Any]]:
     """Refuse what cannot resume; return the changed plan keys (old, new) to apply."""
@@ -138,8 +146,9 @@ def _check_resume(ckpt: Path, saved: TrainerState, cfg: TrainConfig, spec: Model
     if order:
         raise ConfigError(f"{ckpt} saved a data position made with other "
                           + ", ".join(f"{k}: {a!r} (now {b!r})" for k, (a, b) in order.items())
-                          + "; the position indexes into the order they set. Resume with "
-                          + " ".join(f"{k}={a}" for k, (a, _) in order.items())
+                          + "; the position indexes into the order and the rows they set, so "
+                          "the run would repeat or skip samples. Resume with "
+                          + " ".join(f"{k}={_as_override(a)}" for k, (a, _) in order.items())
                           + ", or start a new --output")
     if read_spec(ckpt) != spec:
         raise CheckpointError(f"{ckpt}: its {SPEC_FILE} differs from the model this run builds "
@@ -155,11 +164,12 @@ def warmup_steps(warmup_ratio: float, max_steps: int) -> int:
     return math.ceil(warmup_ratio * max_steps)
 
 
-def plan_schedule(plan: dict[str, Any]) -> WarmupSchedule:
-    """The lr factor of a plan given as config keys (``TrainConfig`` fields or a saved config)."""
-    return WarmupSchedule(warmup_steps(float(plan["warmup_ratio"]), int(plan["max_steps"])),
-                          int(plan["max_steps"]), str(plan["lr_schedule"]),
-                          float(plan["min_lr_ratio"]))
+def plan_schedule(plan: dict[str, Any]) -> Callable[[int], float]:
+    """The lr factor of a plan given as config keys (``TrainConfig`` fields or a saved config),
+    by scheduler step: the factor of step ``k`` is the lr of optimizer step ``k + 1``."""
+    return schedule_factor(warmup_steps(float(plan["warmup_ratio"]), int(plan["max_steps"])),
+                           int(plan["max_steps"]), str(plan["lr_schedule"]),
+                           float(plan["min_lr_ratio"]))
 
 
 def apply_plan(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
@@ -425,6 +435,8 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
     try:
         while state.step < cfg.max_steps:
             micro = [next(it) for _ in range(accum)]
+            # the lr this step used (the log shows it; after scheduler.step() it is the next's)
+            step_lr = scheduler.get_last_lr()[0]
             loss_sum, n_sup = optimizer_step(acc, model, optimizer, micro, cfg.max_grad_norm)
             if not acc.optimizer_step_was_skipped:
                 scheduler.step()
@@ -456,7 +468,7 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
                     sums = acc.reduce(sums, reduction="sum")
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
                 loss_mean = float(sums[0] / sums[1].clamp(min=1))
-                lr = scheduler.get_last_lr()[0]
+                lr = step_lr
                 line = format_log_line(state.step, loss_mean, lr, float(sums[2]) / elapsed,
                                        float(sums[3]) / elapsed)
                 result.losses[state.step] = loss_mean

@@ -4,6 +4,7 @@ stop and a real SIGKILL), refusal of corrupt shards, reload + generation, infer 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -104,7 +105,11 @@ def test_run_writes_checkpoints_logs_and_does_nothing_when_rerun(shards, tmp_pat
     assert pos["num_workers"] == 1 and pos["workers"]["0"]["samples"] == 10
     assert not list((out / "checkpoints").glob("*.tmp"))
     metrics = last_by_step(out / "metrics.jsonl")
-    assert sorted(metrics) == [1, 2, 3, 4, 5] and metrics[5]["lr"] == 0.0   # cosine to 0
+    assert sorted(metrics) == [1, 2, 3, 4, 5]
+    # each step's own lr: 1 warmup step from 0 (ceil(0.03 x 5)), then the half cosine from the
+    # peak 3e-3 over the 4 others: (1 + cos(pi j / 4)) / 2 for j = 0..3
+    expected = [0.0, 3e-3, 3e-3 * (2 + 2 ** 0.5) / 4, 1.5e-3, 3e-3 * (2 - 2 ** 0.5) / 4]
+    assert [metrics[s]["lr"] for s in range(1, 6)] == pytest.approx(expected, abs=1e-12)
     # a rerun of a finished run trains nothing and keeps the checkpoints as they are
     mtime = (ckpt / "model.safetensors").stat().st_mtime_ns
     assert run(train_args(shards, out, "max_steps=5", "save_every=2", "keep_last=2")) == 0
@@ -372,11 +377,14 @@ def test_trackers_get_what_the_console_and_metrics_file_get(shards, tmp_path, mo
 # ---------------------------------------------------------------- resuming with a changed plan
 
 def _planned_lr(step: int, lr: float, max_steps: int, warmup_ratio: float = 0.03) -> float:
-    """The lr the log shows after ``step`` optimizer steps of a fresh run of that plan."""
-    from model.checkpoint import WarmupSchedule
-
-    warmup = int(np.ceil(warmup_ratio * max_steps))
-    return lr * WarmupSchedule(warmup, max_steps, "cosine", 0.0)(step)
+    """The lr of optimizer step ``step`` (1-based) in a fresh run of that cosine plan, written
+    out from the schedule's definition (not taken from the trainer): step k comes after k - 1
+    scheduler steps; W = ceil(warmup_ratio x max_steps) warmup steps rise linearly from 0,
+    then a half cosine falls from the peak to 0 at max_steps."""
+    warmup, done = math.ceil(warmup_ratio * max_steps), step - 1
+    if done < warmup:
+        return lr * done / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (done - warmup) / (max_steps - warmup)))
 
 
 @pytest.mark.slow
@@ -391,7 +399,9 @@ def test_extended_run_follows_the_new_schedule_past_the_old_end(shards, tmp_path
     assert "re-planned from step 30: max_steps 30 -> 40" in err, err
     lrs = {s: r["lr"] for s, r in last_by_step(out / "metrics.jsonl").items()}
     assert sorted(lrs) == list(range(1, 41))
-    assert lrs[30] == pytest.approx(0.0, abs=1e-12)            # the old plan ended at 0
+    # step 30, the old plan's last (1 warmup step): cos(pi 28 / 29), just above 0
+    assert lrs[30] == pytest.approx(0.003 * 0.5 * (1 + math.cos(math.pi * 28 / 29)), rel=1e-6)
+    assert lrs[30] < 1e-5
     for s in range(31, 41):
         assert lrs[s] == pytest.approx(_planned_lr(s, 0.003, 40), rel=1e-6), s
     assert lrs[35] > 1e-4                                       # well above 0: it trains
