@@ -364,7 +364,7 @@ def run(argv: list[str] | None = None) -> int:
                                                           "instruments"),
                          ("conversations", "token_f1", "conversations"),
                          ("captions", "bleu4", "BLEU-4"), ("captions", "cider_d", "CIDEr-D"))
-                        if t in metrics)
+                        if t in metrics and metrics[t].get(k) is not None)
     where = ns.output.rstrip("/")
     print(f"llark eval: {metrics['n_scored']} of {metrics['n_predictions']} predictions scored: "
           f"{summary or 'nothing scorable'} -> {where}/metrics.json, {where}/report.md")

@@ -205,3 +205,22 @@ def test_gpu_benchmark_dry_run_on_cpu(tmp_path, monkeypatch, capsys):
     assert result["tokens_per_s"] > 0 and result["parameters"] > 100_000
     assert result["mean_seq_len"] > result["audio_frames"]
     assert "MFU n/a" in capsys.readouterr().out
+
+
+def test_eval_without_java_still_summarises(tmp_path, monkeypatch, capsys) -> None:
+    """Without Java every caption metric is None with its reason; the summary line skips them
+    instead of failing to format None."""
+    import json as _json
+
+    from model.evaluate import run as eval_run
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(_json.dumps({"clip_id": "c1", "task": "conversation", "family": "caption",
+                                  "prediction": "A slow piano piece.",
+                                  "reference": "A calm solo piano piece."}) + "\n")
+    monkeypatch.setenv("PATH", str(tmp_path))          # no java on PATH
+    assert eval_run(["--predictions", str(preds), "--output", str(tmp_path / "out")]) == 0
+    line = capsys.readouterr().out
+    assert "conversations" in line and "BLEU-4" not in line
+    metrics = _json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["captions"]["bleu4"] is None
