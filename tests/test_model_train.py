@@ -553,3 +553,101 @@ def test_optimizer_groups_come_from_the_unwrapped_model():
     assert [len(g["params"]) for g in wrapped.param_groups] == \
         [len(g["params"]) for g in plain.param_groups]
     assert [g["weight_decay"] for g in wrapped.param_groups] == [0.1, 0.0]
+
+
+# ---------------------------------------------------------------- resume points, data order, lr
+
+def test_every_interruption_point_resumes_with_the_samples_of_an_uninterrupted_run(tmp_path):
+    """16 clips, seed 3, a 5-row buffer, 2 per batch: a run stopped after every step in turn
+    (--stop-at 1, then 2, ... each resuming the one before) traces exactly the samples and
+    losses of an uninterrupted run. The stops right after an epoch's last row (step 6 here)
+    once failed with "found no usable row in a whole epoch" (exit 2)."""
+    make_shard_set(tmp_path / "s", n_rows=16, n_frames=3, dim=8, rows_per_shard=8,
+                   row_group_size=2, vary_frames=True, multi_turn=True)
+    common = ["max_steps=15", "save_every=100", "seed=3", "shuffle_buffer=5"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run(train_args(tmp_path / "s", full, *common)) == 0
+    for stop in range(1, 15):
+        assert run(train_args(tmp_path / "s", cut, *common, "--stop-at", str(stop))) == 0, stop
+        assert [s for s, _ in list_checkpoints(cut)][-1] == stop
+    assert run(train_args(tmp_path / "s", cut, *common)) == 0
+    a, b = last_by_step(full / "data_trace.jsonl"), last_by_step(cut / "data_trace.jsonl")
+    assert sorted(a) == sorted(b) == list(range(1, 16))
+    assert [a[s]["samples"] for s in a] == [b[s]["samples"] for s in a]
+    # 30 samples of 16 clips: the run crosses an epoch's end
+    assert len({c for s in a for c, _ in a[s]["samples"][0]}) == 16          # rank 0
+    la, lb = last_by_step(full / "metrics.jsonl"), last_by_step(cut / "metrics.jsonl")
+    for s in range(1, 16):
+        assert lb[s]["loss"] == pytest.approx(la[s]["loss"], rel=1e-5, abs=1e-6), s
+
+
+@pytest.mark.parametrize("key,new,saved_as,override", [
+    ("shuffle_buffer", "7", "4", "shuffle_buffer=4"),
+    ("shuffle_buffer", "0", "4", "shuffle_buffer=4"),
+    ("shuffle_buffer_mb", "0.001", "256.0", "shuffle_buffer_mb=256.0"),
+    ("splits", "train,test", "['train']", "splits=train"),
+])
+def test_resume_refuses_a_changed_shuffle_or_splits(shards, tmp_path, capsys, key, new,
+                                                    saved_as, override):
+    """The saved position indexes into the order and the rows these keys set: a resume with
+    other values is refused (exit 2) with the saved value to resume with; that value resumes."""
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=3", "--stop-at", "1")) == 0
+    capsys.readouterr()
+    assert run(train_args(shards, out, "max_steps=3", f"{key}={new}")) == 2
+    err = capsys.readouterr().err
+    assert f"saved a data position made with other {key}: {saved_as} (now" in err, err
+    assert f"Resume with {override}, or start a new --output" in err, err
+    assert [s for s, _ in list_checkpoints(out)] == [1]          # nothing trained
+    assert run(train_args(shards, out, "max_steps=3", override)) == 0
+
+
+def test_resume_applies_changed_family_weights_with_a_notice(shards, tmp_path, capsys):
+    """Family weights change which conversation a row gives, not which rows come when: they
+    apply from the next sample on."""
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=3", "--stop-at", "1")) == 0
+    capsys.readouterr()
+    assert run(train_args(shards, out, "max_steps=3", "mir_weight=0.9")) == 0
+    assert "resuming with mir_weight = 0.9 (checkpoint had 0.3)" in capsys.readouterr().err
+
+
+# closed-form factors of an 8-step plan with 2 warmup steps (0, 1/2), then for the 6 others
+# min + (1 - min)(1 + cos(pi j / 6)) / 2, j = 0..5, cos = 1, r3/2, 1/2, 0, -1/2, -r3/2
+_R3 = 3 ** 0.5
+COSINE_MIN_01 = [0.0, 0.5, 1.0, 0.1 + 0.45 * (1 + _R3 / 2), 0.775, 0.55, 0.325,
+                 0.1 + 0.45 * (1 - _R3 / 2)]
+CONSTANT = [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("kind,factors", [("cosine", COSINE_MIN_01), ("constant", CONSTANT)])
+def test_schedule_gives_each_step_its_closed_form_lr(kind, factors):
+    """The lr of optimizer steps 1..8 (read before each scheduler step), fresh and resumed at
+    every step (a schedule rebuilt from its step count, as a resumed run rebuilds it)."""
+    from model.checkpoint import make_scheduler
+
+    def fresh_opt() -> torch.optim.Optimizer:
+        return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+
+    opt = fresh_opt()
+    sched = make_scheduler(opt, 2, 8, kind, 0.1, 0.004)
+    got = []
+    for _ in range(8):
+        got.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert got == pytest.approx([0.004 * f for f in factors], abs=1e-12)
+    for start in range(8):
+        opt = fresh_opt()
+        make_scheduler(opt, 2, 8, kind, 0.1, 0.004, start_step=start)
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.004 * factors[start], abs=1e-12)
+
+
+def test_logged_lr_is_the_steps_own(shards, tmp_path):
+    """metrics.jsonl logs the lr each step trained with (not the next step's): 8 steps,
+    warmup_ratio 0.25 (2 steps), cosine to min_lr_ratio 0.1 of the peak 0.004."""
+    out = tmp_path / "run"
+    assert run(train_args(shards, out, "max_steps=8", "warmup_ratio=0.25", "min_lr_ratio=0.1",
+                          "learning_rate=0.004")) == 0
+    lrs = [r["lr"] for _, r in sorted(last_by_step(out / "metrics.jsonl").items())]
+    assert lrs == pytest.approx([0.004 * f for f in COSINE_MIN_01], abs=1e-12)
