@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -146,14 +146,20 @@ def _features_and_onset(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FeaturesEncoder(Encoder):
-    """``features-v1`` behind the :class:`embed.base.Encoder` interface (CPU, no state)."""
+    """A features function behind the :class:`embed.base.Encoder` interface (CPU, no state):
+    ``features-v1`` by default, ``FeaturesEncoder(INFO_V2, features_v2)`` for v2."""
+
+    def __init__(self, info: EncoderInfo = INFO,
+                 features: Callable[[np.ndarray], np.ndarray] = features_v1) -> None:
+        self._info = info
+        self._features = features
 
     @property
     def info(self) -> EncoderInfo:
-        return INFO
+        return self._info
 
     def __call__(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [features_v1(w) for w in check_windows(windows, NAME)]
+        return [self._features(w) for w in check_windows(windows, self._info.name)]
 
 
 # --------------------------------------------------------------------------- features-v2
@@ -201,14 +207,3 @@ def features_v2(audio: np.ndarray) -> np.ndarray:
     out[:, :DIM] = v1
     out[:, DIM:] = tempogram_bins(onset, frames)
     return out
-
-
-class FeaturesV2Encoder(Encoder):
-    """``features-v2`` (v1 + tempogram) behind the :class:`embed.base.Encoder` interface."""
-
-    @property
-    def info(self) -> EncoderInfo:
-        return INFO_V2
-
-    def __call__(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [features_v2(w) for w in check_windows(windows, NAME_V2)]

@@ -5,7 +5,7 @@ name                   what it is
 =====================  =======================================================================
 ``features``           ``features-v1``: 128 musical features at 10 Hz, CPU, no weights (default)
 ``features-v2``        ``features-v1`` + a 32-bin local tempogram (160-d at 10 Hz), CPU, no
-                       weights: what ``make demo`` trains on (tempo survives frame pooling)
+                       weights: the beat period survives pooling frames in time
 ``jukebox``            Jukebox-5B layer 36, 4800-d at 10 Hz; weights from ``--checkpoint-dir``
                        or ``$LLARK_JUKEBOX_DIR``; needs a CUDA GPU unless ``device="cpu"``
 ``jukebox-tiny-random`` the Jukebox architecture at toy size with random weights: exercises the
@@ -94,9 +94,9 @@ def build_encoder(name: str, checkpoint_dir: str | os.PathLike | None = None,
 
         return FeaturesEncoder()
     if name == "features-v2":
-        from embed.features import FeaturesV2Encoder
+        from embed.features import INFO_V2, FeaturesEncoder, features_v2
 
-        return FeaturesV2Encoder()
+        return FeaturesEncoder(INFO_V2, features_v2)
     from dataclasses import replace
 
     from embed.jukebox import JukeboxConfig, JukeboxEncoder
