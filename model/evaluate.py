@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from llark.music import key_name, pitch_class, tempo_accuracy
 from model.captions import CaptionPair, caption_scores
+from model import references as refs
 from model.storage import local_input_file, output_folder
 
 NOTE = r"(?P<tonic>[A-G])(?P<acc>\s?(?:#|♯|b|♭|-?sharp|-?flat))?"
@@ -175,7 +176,35 @@ def evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = 
              meteor: bool = True) -> tuple[dict[str, Any], list[Scored]]:
     """Metrics of ``llark infer`` records; returns (metrics, per-record scores).
 
-    ``meteor=False`` leaves METEOR out of the caption metrics (it starts a Java process)."""
+    Records whose ``audio`` field is ``zeroed`` or ``shuffled`` (``llark infer
+    --ablate-audio``) are the same checkpoint without the audio: they are scored apart, into
+    ``metrics["references"]`` beside the best constant answers (:mod:`model.references`); the
+    model's own metrics are those of the heard records. ``meteor=False`` leaves METEOR out of
+    the caption metrics (it starts a Java process)."""
+    vocabulary = full_vocabulary(records, vocabulary)
+    heard = [r for r in records if r.get("audio", refs.AUDIO_HEARD) == refs.AUDIO_HEARD]
+    metrics, scored = _evaluate(heard, vocabulary, meteor)
+    metrics["n_predictions"] = len(records)
+    references: dict[str, Any] = {}
+    for condition in refs.AUDIO_CONDITIONS.values():
+        ablated = [r for r in records if r.get("audio") == condition]
+        if ablated:
+            references[condition] = _evaluate(ablated, vocabulary, meteor)[0]
+    constants = refs.constant_answers(heard)
+    if constants:
+        references["constant"] = {
+            which: {"answers": answers,
+                    "metrics": _evaluate(refs.constant_records(heard, constants, which),
+                                         vocabulary, meteor=False)[0]}
+            for which, answers in constants.items()}
+    if references:
+        metrics["references"] = references
+    return metrics, scored
+
+
+def full_vocabulary(records: Sequence[dict[str, Any]],
+                    vocabulary: Vocabulary | None = None) -> Vocabulary:
+    """``vocabulary`` plus every genre and instrument label the records carry, per dataset."""
     genre_vocab: dict[str, set[str]] = defaultdict(set)
     instrument_vocab: dict[str, set[str]] = defaultdict(set)
     if vocabulary is not None:
@@ -187,7 +216,14 @@ def evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = 
         labels = r.get("labels") or {}
         genre_vocab[labels.get("dataset", "")].update(labels.get("genres") or ())
         instrument_vocab[labels.get("dataset", "")].update(labels.get("instruments") or ())
+    return Vocabulary({ds: sorted(v) for ds, v in genre_vocab.items()},
+                      {ds: sorted(v) for ds, v in instrument_vocab.items()})
 
+
+def _evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary,
+              meteor: bool) -> tuple[dict[str, Any], list[Scored]]:
+    genre_vocab = {ds: set(v) for ds, v in vocabulary.genres.items()}
+    instrument_vocab = {ds: set(v) for ds, v in vocabulary.instruments.items()}
     scored: list[Scored] = []
     for r in records:
         labels = r.get("labels") or {}
@@ -203,13 +239,13 @@ def evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = 
             scored.append(Scored(r, est, {"acc1": float(a1), "acc2": float(a2),
                                           "parsed": float(est is not None)}))
         elif task == "genre" and labels.get("genres"):
-            found = find_terms(answer, genre_vocab[ds])
+            found = find_terms(answer, genre_vocab.get(ds, ()))
             est = found[0] if found else None
             scored.append(Scored(r, est, {
                 "correct": float(est is not None and est.lower() in _norm(labels["genres"])),
                 "parsed": float(est is not None)}))
         elif task == "instruments" and labels.get("instruments"):
-            est_set = _norm(find_terms(answer, instrument_vocab[ds]))
+            est_set = _norm(find_terms(answer, instrument_vocab.get(ds, ())))
             ref_set = _norm(labels["instruments"])
             tp = len(est_set & ref_set)
             p = tp / len(est_set) if est_set else 0.0
@@ -290,38 +326,77 @@ SHARD_REFERENCES = ("Key and tempo references are the clips' consensus annotatio
                     "file.")
 
 
+def reference_value(metrics: dict[str, Any], column: str, task: str, key: str,
+                    dataset: str = "") -> float | None:
+    """The figure of reference ``column`` (:data:`model.references.COLUMNS` but ``model``) for
+    ``metrics[task][key]``, or None when that reference was not computed."""
+    ref = metrics.get("references", {})
+    if column == "constant":
+        which = refs.constant_metric(task, key)
+        m = ref.get("constant", {}).get(which or "", {}).get("metrics", {})
+    else:
+        m = ref.get(column, {})
+    if dataset:
+        m = m.get("by_dataset", {}).get(dataset, {})
+    value = m.get(task, {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+REPORT_ROWS = (("key", "weighted_score", "MIREX weighted score"), ("key", "exact", "exact key"),
+               ("tempo", "acc1", "Acc1 (4 %)"), ("tempo", "acc2", "Acc2 (x2, x1/2, x3, x1/3)"),
+               ("genre", "accuracy", "accuracy"), ("instruments", "micro_f1", "micro F1"),
+               ("instruments", "mean_f1", "mean per-clip F1"),
+               ("conversations", "token_f1", "token F1 vs reference"),
+               ("captions", "bleu1", "BLEU-1"), ("captions", "bleu2", "BLEU-2"),
+               ("captions", "bleu3", "BLEU-3"), ("captions", "bleu4", "BLEU-4"),
+               ("captions", "meteor", "METEOR"), ("captions", "rouge_l", "ROUGE-L"),
+               ("captions", "cider_d", "CIDEr-D"))
+
+REFERENCES_NOTE = (
+    "Columns: **model** = the checkpoint on the clips' audio; **zeroed** / **shuffled** = the "
+    "same checkpoint with every frame set to 0 / with another clip's frames (`llark infer "
+    "--ablate-audio zero|shuffle`); **constant** = the best single answer for this set, chosen "
+    "with its own references (what a model that ignores the audio can reach at most); "
+    "**annotator** = the training labels scored against independent truth (the ceiling those "
+    "labels allow). — = not computed.")
+
+
 def markdown_report(metrics: dict[str, Any], source: str, note: str = SHARD_REFERENCES) -> str:
     lines = [f"# Evaluation of {source}", "",
              f"{metrics['n_predictions']} predictions, {metrics['n_scored']} scored.", "",
-             "| task | n | metric | value | answers parsed |", "| --- | --- | --- | --- | --- |"]
+             "| task | n | metric | model | zeroed | shuffled | constant | annotator "
+             "| answers parsed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
-    def rows(m: dict[str, Any], prefix: str = "") -> None:
-        table = (("key", "weighted_score", "MIREX weighted score"), ("key", "exact", "exact key"),
-                 ("tempo", "acc1", "Acc1 (4 %)"), ("tempo", "acc2", "Acc2 (x2, x1/2, x3, x1/3)"),
-                 ("genre", "accuracy", "accuracy"), ("instruments", "micro_f1", "micro F1"),
-                 ("instruments", "mean_f1", "mean per-clip F1"),
-                 ("conversations", "token_f1", "token F1 vs reference"),
-                 ("captions", "bleu1", "BLEU-1"), ("captions", "bleu2", "BLEU-2"),
-                 ("captions", "bleu3", "BLEU-3"), ("captions", "bleu4", "BLEU-4"),
-                 ("captions", "meteor", "METEOR"), ("captions", "rouge_l", "ROUGE-L"),
-                 ("captions", "cider_d", "CIDEr-D"))
-        for task, key, label in table:
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    def rows(m: dict[str, Any], prefix: str = "", dataset: str = "") -> None:
+        for task, key, label in REPORT_ROWS:
             if task in m and m[task].get(key) is None:
                 lines.append(f"| {prefix}{task} | {m[task]['n']} | {label} | not computed: "
-                             f"{m[task].get(key + '_unavailable') or 'not asked for'} | — |")
+                             f"{m[task].get(key + '_unavailable') or 'not asked for'} "
+                             "| — | — | — | — | — |")
             elif task in m:
                 parsed = m[task].get("parsed_rate")
+                others = " | ".join(fmt(reference_value(metrics, c, task, key, dataset))
+                                    for c in refs.COLUMNS[1:])
                 lines.append(f"| {prefix}{task} | {m[task]['n']} | {label} | "
-                             f"{m[task][key]:.3f} | "
+                             f"{m[task][key]:.3f} | {others} | "
                              + (f"{parsed:.0%}" if parsed is not None else "—") + " |")
 
     rows(metrics)
     for ds, m in metrics.get("by_dataset", {}).items():
-        rows(m, prefix=f"{ds}: ")
+        rows(m, prefix=f"{ds}: ", dataset=ds)
+    constants = metrics.get("references", {}).get("constant", {})
+    if constants:
+        lines += ["", "Best constant answers: " + "; ".join(
+            f"{which}: " + ", ".join(f"{ds if ds != '*' else 'all'} \"{text}\""
+                                     for ds, text in sorted(c["answers"].items()))
+            for which, c in sorted(constants.items()))]
     conv = metrics.get("conversations", {}).get("token_f1_by_family")
     if conv:
         lines += ["", "Token F1 by family: " + ", ".join(f"{f} {v:.3f}" for f, v in conv.items())]
-    lines += ["", note, ""]
+    lines += ["", REFERENCES_NOTE, "", note, ""]
     return "\n".join(lines)
 
 

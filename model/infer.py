@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -34,6 +34,7 @@ from model.evaluate import TASK_QUESTIONS, Labels
 from model.checkpoint import WEIGHTS_FILE, CheckpointError, load_weights, resolve_checkpoint
 from model.data import Sample, collate, open_shard_set, read_rows
 from model.masking import build_prompt
+from model.references import AUDIO_CONDITIONS, AUDIO_HEARD
 from model.modeling import MusicLM, ModelSpec, audio_token_ids, build_model, read_spec
 from model.storage import fetch_checkpoint, output_file
 from pipelines.schema import decode_embedding
@@ -52,6 +53,29 @@ class Request:
     conversation_id: str = ""
     family: str = ""
     labels: Labels = field(default_factory=Labels)
+    audio: str = AUDIO_HEARD   # heard | zeroed | shuffled (model.references)
+
+
+def ablate(requests: Sequence[Request], how: str, seed: int = 0) -> list[Request]:
+    """Copies of ``requests`` without their own audio: ``zero`` sets every frame to 0,
+    ``shuffle`` gives each clip the frames of another clip of the set (a random derangement of
+    the clips, seeded, so no clip keeps its own)."""
+    if how == "zero":
+        return [replace(r, frames=np.zeros_like(r.frames), audio=AUDIO_CONDITIONS[how])
+                for r in requests]
+    if how != "shuffle":
+        raise ConfigError(f"--ablate-audio must be one of {sorted(AUDIO_CONDITIONS)}, got {how!r}")
+    frames: dict[str, np.ndarray] = {}
+    for r in requests:
+        frames.setdefault(r.clip_id, r.frames)
+    clips = list(frames)
+    if len(clips) < 2:
+        raise ConfigError("--ablate-audio shuffle needs at least two clips to swap frames "
+                          f"between, got {len(clips)}")
+    order = [clips[i] for i in np.random.default_rng(seed).permutation(len(clips))]
+    donor = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}  # no fixed point
+    return [replace(r, frames=frames[donor[r.clip_id]], audio=AUDIO_CONDITIONS[how])
+            for r in requests]
 
 
 @dataclass(frozen=True)
@@ -193,7 +217,7 @@ def generate(model: MusicLM, tokenizer: Any, requests: Sequence[Request],
 def prediction_record(r: Request, answer: str) -> dict[str, Any]:
     return {"clip_id": r.clip_id, "task": r.task, "question": r.question, "prediction": answer,
             "reference": r.reference, "conversation_id": r.conversation_id, "family": r.family,
-            "labels": asdict(r.labels)}
+            "labels": asdict(r.labels), "audio": r.audio}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--no-verify", action="store_true", help="skip the shards' sha256 check")
+    p.add_argument("--ablate-audio", action="append", default=[],
+                   choices=sorted(AUDIO_CONDITIONS),
+                   help="also answer every question without the clip's audio: 'zero' = all "
+                        "frames 0, 'shuffle' = another clip's frames (repeatable; each record's "
+                        "'audio' field says which; llark eval scores them as references)")
     return p
 
 
@@ -254,6 +283,9 @@ def run(argv: list[str] | None = None) -> int:
                                            verify_checksums=not ns.no_verify))
         if not requests:
             raise ShardError(f"{ns.shards}: no clip with a question to ask (splits {ns.split})")
+        heard = requests
+        for how in dict.fromkeys(ns.ablate_audio):
+            requests = requests + ablate(heard, how, ns.seed)
     except (LlarkError, CheckpointError, FileNotFoundError) as exc:
         print(f"llark infer: error: {exc}", file=sys.stderr)
         return 2
