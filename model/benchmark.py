@@ -331,7 +331,8 @@ class ModelAnswerer:
         self.sample_rate_hz = encoder_info(name).sample_rate_hz
         self.start_s = start_s
         self.gen = GenerationConfig(max_new_tokens=max_new_tokens,
-                                    system_prompt=_system_prompt(checkpoint))
+                                    system_prompt=_system_prompt(checkpoint),
+                                    audio_pool=self.spec.audio_pool)
         self.label = f"checkpoint {checkpoint} ({self.spec.lm}, {name} frames, greedy)"
 
     def prepare(self, item: Item, task: str) -> Any:

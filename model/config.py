@@ -25,7 +25,7 @@ ATTENTION = ("sdpa", "eager", "flash_attention_2")
 # keys that change the model's structure: a checkpoint made with other values cannot resume
 STRUCTURAL_KEYS = ("model", "tiny_hidden_size", "tiny_layers", "tiny_heads",
                    "tiny_intermediate_size", "projector", "projector_hidden_size", "trainable",
-                   "lora_r", "lora_alpha", "lora_target_modules")
+                   "lora_r", "lora_alpha", "lora_target_modules", "audio_pool")
 # keys of the optimisation plan: a resumed run applies changed values from its current step on
 # (the schedule re-planned, the optimizer's hyper-parameters set); see docs/training.md
 PLAN_KEYS = ("max_steps", "learning_rate", "warmup_ratio", "lr_schedule", "min_lr_ratio",
@@ -89,6 +89,10 @@ class TrainConfig:
                           "supervised is left", default=1024)
     max_audio_frames: int = doc("keep at most this many audio frames per clip (0 = all)",
                                 default=0)
+    audio_pool: int = doc("average every N consecutive frames into one audio token (1 = none; "
+                          "10 turns 10 Hz frames into one token a second). Part of the model: "
+                          "saved in the checkpoint's spec and applied by llark infer and "
+                          "llark benchmark too", default=1)
     shuffle_buffer: int = doc("most rows held by each data worker's shuffle buffer (0 = no "
                               "shuffling: row groups and rows in stored order)", default=64)
     shuffle_buffer_mb: float = doc(
@@ -144,7 +148,8 @@ class TrainConfig:
             bad("model must be 'tiny' or a path/name of a causal LM")
         for name in ("tiny_hidden_size", "tiny_layers", "tiny_heads", "tiny_intermediate_size",
                      "per_device_batch_size", "grad_accum_steps", "max_steps", "save_every",
-                     "keep_last", "log_every", "max_length", "lora_r", "lora_alpha"):
+                     "keep_last", "log_every", "max_length", "lora_r", "lora_alpha",
+                     "audio_pool"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("projector_hidden_size", "max_audio_frames", "shuffle_buffer", "num_workers",

@@ -308,7 +308,23 @@ class StreamConfig:
     system_prompt: str = ""
     max_length: int = 0
     max_audio_frames: int = 0
+    audio_pool: int = 1                     # frames averaged into one audio token
     loop: bool = True                       # start a new epoch when one ends (training)
+
+
+def pool_frames(frames: np.ndarray, k: int) -> np.ndarray:
+    """Average every ``k`` consecutive frames (the last group may be shorter): (T, D) →
+    (ceil(T / k), D), same dtype; ``k = 1`` returns ``frames`` itself. The one place frames
+    are pooled, for training and for answering alike."""
+    if k <= 1 or len(frames) == 0:
+        return frames
+    t, d = frames.shape
+    full = t // k
+    x = frames.astype(np.float32)
+    head = x[: full * k].reshape(full, k, d).mean(axis=1)                 # (T // k, D)
+    if t % k:
+        head = np.concatenate([head, x[full * k:].mean(axis=0, keepdims=True)])
+    return head.astype(frames.dtype)
 
 
 @dataclass
@@ -511,6 +527,7 @@ class ShardStream(IterableDataset):
         frames = row.frames                                       # (T, D) float16, a view
         if cfg.max_audio_frames:
             frames = frames[: cfg.max_audio_frames]
+        frames = pool_frames(frames, cfg.audio_pool)              # (ceil(T / k), D)
         turns = [(t["role"], t["content"]) for t in conv["turns"]]
         try:
             ex = build_example(self.tokenizer, turns, len(frames), cfg.system_prompt,

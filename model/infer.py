@@ -32,7 +32,7 @@ from llark.errors import ConfigError, EncoderError, LlarkError, ShardError
 # that `llark benchmark --checkpoint annotator` and `llark eval` need no torch.
 from model.evaluate import TASK_QUESTIONS, Labels
 from model.checkpoint import WEIGHTS_FILE, CheckpointError, load_weights, resolve_checkpoint
-from model.data import Sample, collate, open_shard_set, read_rows
+from model.data import Sample, collate, open_shard_set, pool_frames, read_rows
 from model.masking import build_prompt
 from model.references import AUDIO_CONDITIONS, AUDIO_HEARD
 from model.modeling import MusicLM, ModelSpec, audio_token_ids, build_model, read_spec
@@ -85,6 +85,7 @@ class GenerationConfig:
     top_p: float = 1.0
     batch_size: int = 8
     system_prompt: str = ""
+    audio_pool: int = 1        # the checkpoint's (ModelSpec.audio_pool)
 
 
 # --------------------------------------------------------------------------- loading
@@ -201,8 +202,9 @@ def generate(model: MusicLM, tokenizer: Any, requests: Sequence[Request],
         chunk = requests[start:start + cfg.batch_size]
         samples = []
         for r in chunk:
-            ids = build_prompt(tokenizer, r.question, len(r.frames), cfg.system_prompt)
-            samples.append(Sample(ids, [-100] * len(ids), np.asarray(r.frames, np.float16),
+            frames = pool_frames(np.asarray(r.frames, np.float16), cfg.audio_pool)
+            ids = build_prompt(tokenizer, r.question, len(frames), cfg.system_prompt)
+            samples.append(Sample(ids, [-100] * len(ids), frames,
                                   r.clip_id, r.conversation_id, r.family, 0, {}))
         batch = collate(samples, tokenizer.pad_token_id, padding_side="left").to(device)
         new = model.generate(batch.input_ids, batch.attention_mask, batch.audio,
@@ -274,7 +276,8 @@ def run(argv: list[str] | None = None) -> int:
                                                     getattr(torch, ns.dtype))
         torch.manual_seed(ns.seed)                  # after building (which seeds the init)
         gen = GenerationConfig(ns.max_new_tokens, ns.temperature, ns.top_p, ns.batch_size,
-                               system_prompt=_system_prompt(checkpoint))
+                               system_prompt=_system_prompt(checkpoint),
+                               audio_pool=spec.audio_pool)
         if ns.audio:
             requests = [audio_request(ns.audio, ns.prompt, spec, ns.encoder, ns.start_s,
                                       ns.device)]

@@ -72,6 +72,7 @@ class ModelSpec:
     attn_implementation: str = "sdpa"
     encoder: str = ""
     frame_rate_hz: float = 0.0
+    audio_pool: int = 1                      # frames averaged into one audio token
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -97,7 +98,7 @@ class ModelSpec:
                    lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                    lora_target_modules=tuple(cfg.lora_target_modules),
                    attn_implementation=cfg.attn_implementation, encoder=encoder,
-                   frame_rate_hz=frame_rate_hz)
+                   frame_rate_hz=frame_rate_hz, audio_pool=cfg.audio_pool)
 
 
 # --------------------------------------------------------------------------- tokenizer

@@ -400,7 +400,8 @@ def train(cfg: TrainConfig, shards: str | Path, output: str | Path, stop_at: int
         family_weights=cfg.family_weights,
         splits=tuple(cfg.splits), rank=rank, world_size=world, num_workers=cfg.num_workers,
         system_prompt=cfg.system_prompt, max_length=cfg.max_length,
-        max_audio_frames=cfg.max_audio_frames), resume=position if ckpt is not None else None)
+        max_audio_frames=cfg.max_audio_frames, audio_pool=cfg.audio_pool),
+        resume=position if ckpt is not None else None)
     loader = make_loader(stream, cfg.per_device_batch_size, tokenizer.pad_token_id,
                          pin_memory=acc.device.type == "cuda")
 

@@ -148,3 +148,55 @@ def test_infer_ablate_audio_writes_every_condition(tmp_path):
                      "--no-meteor"]) == 0
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert m["n_scored"] == 6 and set(m["references"]) >= {"zeroed", "shuffled", "constant"}
+
+
+# ---------------------------------------------------------------- frames pooled into tokens
+
+def test_pool_frames_means_groups_and_keeps_the_tail():
+    from model.data import pool_frames
+
+    x = np.arange(14, dtype=np.float16).reshape(7, 2)             # frames 0..6, dim 2
+    got = pool_frames(x, 3)
+    # groups {0,1,2}, {3,4,5}, {6}: rows (0,1),(2,3),(4,5) -> (2,3); (6..11) -> (8,9); (12,13)
+    assert got.dtype == np.float16 and got.shape == (3, 2)
+    assert got.tolist() == [[2.0, 3.0], [8.0, 9.0], [12.0, 13.0]]
+    assert pool_frames(x, 1) is x
+
+
+def test_audio_pool_is_saved_in_the_spec_and_used_by_infer(tmp_path):
+    from model.infer import run as infer_run
+    from model.modeling import read_spec
+    from model.checkpoint import resolve_checkpoint
+    from model.train import run as train_run
+    from tests.shard_factory import make_shard_set
+
+    make_shard_set(tmp_path / "s", n_rows=4, n_frames=9, dim=16, splits=("train", "test"))
+    assert train_run(["--shards", str(tmp_path / "s"), "--output", str(tmp_path / "run"),
+                      "max_steps=1", "tiny_hidden_size=32", "trackers=", "splits=",
+                      "audio_pool=4"]) == 0
+    assert read_spec(resolve_checkpoint(tmp_path / "run")).audio_pool == 4
+    # 9 frames pooled by 4 -> 3 audio tokens per clip: watch what the projector is given
+    import torch
+    from model.modeling import Projector
+
+    seen: list[tuple[int, ...]] = []
+
+    def hook(module, args, output):
+        if isinstance(module, Projector):
+            seen.append(tuple(args[0].shape))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        out = tmp_path / "p.jsonl"
+        assert infer_run(["--checkpoint", str(tmp_path / "run"), "--shards",
+                          str(tmp_path / "s"), "--tasks", "key", "--max-new-tokens", "2",
+                          "--output", str(out)]) == 0
+    finally:
+        handle.remove()
+    assert len(out.read_text().splitlines()) == 4
+    # the projector gets the valid frames of a batch flattened: 4 clips x 3 (not x 9)
+    assert sum(shape[0] for shape in seen) == 4 * 3 and all(s[-1] == 16 for s in seen)
+    # resuming with another pool is refused (a structural key)
+    assert train_run(["--shards", str(tmp_path / "s"), "--output", str(tmp_path / "run"),
+                      "max_steps=2", "tiny_hidden_size=32", "trackers=", "splits=",
+                      "audio_pool=2"]) == 2
