@@ -49,7 +49,8 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from llark.errors import AnalysisError, AudioError, AudioTooShortError, ConfigError, LlarkError
-from model.evaluate import TASK_QUESTIONS, Labels, Vocabulary, evaluate, markdown_report
+from model.evaluate import (TASK_QUESTIONS, Labels, Vocabulary, evaluate, markdown_report,
+                            reference_summary)
 
 ANNOTATOR = "annotator"
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".au", ".aiff")
@@ -394,12 +395,50 @@ def _prediction_record(item: Item, task: str, answer: str) -> dict[str, Any]:
 
 
 def run_benchmark(bench: Benchmark, data: BenchmarkData, answerer: Answerer, limit: int = 0,
-                  batch_size: int = 8, progress: Callable[[int], None] | None = None
-                  ) -> BenchmarkResult:
-    """Ask ``answerer`` about (the first ``limit`` of) ``data``'s items and score the answers."""
+                  batch_size: int = 8, progress: Callable[[int], None] | None = None,
+                  ablations: Sequence[str] = (), annotator: Answerer | None = None,
+                  seed: int = 0) -> BenchmarkResult:
+    """Ask ``answerer`` about (the first ``limit`` of) ``data``'s items and score the answers.
+
+    ``ablations`` (``zero``, ``shuffle``) ask the same model again without the audio
+    (:func:`model.infer.ablate`); ``annotator`` answers the same items as the labels' ceiling.
+    Both land in ``metrics["references"]`` beside the best constant answers."""
     items = data.items[:limit] if limit else data.items
+    records, skipped, asked = _ask(bench, items, answerer, batch_size, progress)
+    skipped = list(data.skipped) + skipped
+    if ablations:
+        from model.infer import ablate
+
+        for how in dict.fromkeys(ablations):
+            ablated = ablate([p for _, p in asked], how, seed)
+            for start in range(0, len(ablated), batch_size):
+                chunk = ablated[start:start + batch_size]
+                answers = answerer.answer(chunk, bench.task)
+                records += [{**_prediction_record(item, bench.task, a),
+                             "condition": r.condition}
+                            for (item, _), r, a in zip(asked[start:], chunk, answers)]
+    metrics, _ = evaluate(records, vocabulary=data.vocabulary, meteor=False)
+    if annotator is not None:
+        done = {item.item_id for item, _ in asked}
+        ann_records, _, _ = _ask(bench, [i for i in items if i.item_id in done], annotator,
+                                 batch_size, None)
+        metrics.setdefault("references", {})["annotator"] = evaluate(
+            ann_records, vocabulary=data.vocabulary, meteor=False)[0]
+    metrics.update({
+        "benchmark": bench.name, "task": bench.task, "answerer": answerer.label,
+        "reference_source": data.source, "n_tracks": len(data.items) + len(data.skipped),
+        "n_asked": len(items), "n_not_asked_limit": len(data.items) - len(items),
+        "skipped": dict(sorted(Counter(s.reason for s in skipped).items()))})
+    return BenchmarkResult(tuple(records), tuple(skipped), metrics)
+
+
+def _ask(bench: Benchmark, items: Sequence[Item], answerer: Answerer, batch_size: int,
+         progress: Callable[[int], None] | None
+         ) -> tuple[list[dict[str, Any]], list[Skip], list[tuple[Item, Any]]]:
+    """(records, skips, the (item, prepared) pairs answered) of one pass over ``items``."""
     records: list[dict[str, Any]] = []
-    skipped = list(data.skipped)
+    skipped: list[Skip] = []
+    asked: list[tuple[Item, Any]] = []
     for start in range(0, len(items), batch_size):
         chunk: list[tuple[Item, Any]] = []
         for item in items[start:start + batch_size]:
@@ -411,22 +450,17 @@ def run_benchmark(bench: Benchmark, data: BenchmarkData, answerer: Answerer, lim
                 skipped.append(Skip(item.item_id, ANALYSIS_FAILED, str(exc)))
         answers = answerer.answer([p for _, p in chunk], bench.task) if chunk else []
         records += [_prediction_record(item, bench.task, a) for (item, _), a in zip(chunk, answers)]
+        asked += chunk
         if progress is not None:
             progress(len(items[start:start + batch_size]))
-    metrics, _ = evaluate(records, vocabulary=data.vocabulary, meteor=False)
-    metrics.update({
-        "benchmark": bench.name, "task": bench.task, "answerer": answerer.label,
-        "references": data.source, "n_tracks": len(data.items) + len(data.skipped),
-        "n_asked": len(items), "n_not_asked_limit": len(data.items) - len(items),
-        "skipped": dict(sorted(Counter(s.reason for s in skipped).items()))})
-    return BenchmarkResult(tuple(records), tuple(skipped), metrics)
+    return records, skipped, asked
 
 
 def _report(result: BenchmarkResult, data_dir: Path) -> str:
     m = result.metrics
     head = markdown_report(m, f"{m['benchmark']} ({data_dir})",
                            note=f"Answers by {m['answerer']}; references from the benchmark's "
-                                f"own files (`{m['references']}`); genres and instruments are "
+                                f"own files (`{m['reference_source']}`); genres and instruments are "
                                 "searched among the benchmark's whole label set.")
     lines = [head.rstrip(), "",
              f"{m['n_tracks']} tracks found, {m['n_asked']} asked"
@@ -455,6 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--ablate-audio", action="append", default=[], choices=("shuffle", "zero"),
+                   help="also ask the checkpoint with the audio taken away: 'zero' = all frames "
+                        "0, 'shuffle' = another track's frames (repeatable)")
+    p.add_argument("--annotator-reference", action="store_true",
+                   help="also score the consensus annotator on the same tracks (key and tempo "
+                        "benchmarks): the ceiling the training labels allow")
     return p
 
 
@@ -488,12 +528,19 @@ def run(argv: list[str] | None = None) -> int:
                                           Counter(s.reason for s in data.skipped).items())
                               + ")")
         answerer = _answerer(ns)
+        if ns.ablate_audio and ns.checkpoint == ANNOTATOR:
+            raise ConfigError("--ablate-audio needs a model checkpoint, not the annotator")
+        if ns.annotator_reference and not bench.annotator_has_it:
+            raise ConfigError(f"--annotator-reference: the annotators estimate key and tempo "
+                              f"only, not {bench.task}")
+        annotator = AnnotatorAnswerer(ns.start_s) if ns.annotator_reference else None
     except (LlarkError, FileNotFoundError) as exc:
         print(f"llark benchmark: error: {exc}", file=sys.stderr)
         return 2
     n = min(ns.limit, len(data.items)) if ns.limit else len(data.items)
     bar = tqdm(total=n, desc=bench.name, file=sys.stderr)
-    result = run_benchmark(bench, data, answerer, ns.limit, ns.batch_size, bar.update)
+    result = run_benchmark(bench, data, answerer, ns.limit, ns.batch_size, bar.update,
+                           ablations=ns.ablate_audio, annotator=annotator)
     bar.close()
     out = Path(ns.output or f"benchmark-{bench.name}")
     out.mkdir(parents=True, exist_ok=True)
@@ -505,8 +552,10 @@ def run(argv: list[str] | None = None) -> int:
     score = {"key": ("weighted_score", "MIREX weighted score"), "tempo": ("acc1", "Acc1"),
              "genre": ("accuracy", "accuracy"), "instruments": ("micro_f1", "micro F1")}
     key, name = score[bench.task]
-    extra = f", Acc2 {m['tempo']['acc2']:.3f}" if bench.task == "tempo" and "tempo" in m else ""
-    value = f"{m[bench.task][key]:.3f}" if bench.task in m else "n/a (nothing scored)"
+    extra = (f", Acc2 {m['tempo']['acc2']:.3f}{reference_summary(m, 'tempo', 'acc2')}"
+             if bench.task == "tempo" and "tempo" in m else "")
+    value = (f"{m[bench.task][key]:.3f}{reference_summary(m, bench.task, key)}"
+             if bench.task in m else "n/a (nothing scored)")
     print(f"llark benchmark: {bench.name}: {m['n_scored']} of {m['n_tracks']} tracks scored by "
           f"{answerer.label}: {name} {value}{extra}; skipped {sum(m['skipped'].values())} "
           f"-> {out / 'report.md'}")

@@ -176,18 +176,18 @@ def evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = 
              meteor: bool = True) -> tuple[dict[str, Any], list[Scored]]:
     """Metrics of ``llark infer`` records; returns (metrics, per-record scores).
 
-    Records whose ``audio`` field is ``zeroed`` or ``shuffled`` (``llark infer
+    Records whose ``condition`` field is ``zeroed`` or ``shuffled`` (``llark infer
     --ablate-audio``) are the same checkpoint without the audio: they are scored apart, into
     ``metrics["references"]`` beside the best constant answers (:mod:`model.references`); the
     model's own metrics are those of the heard records. ``meteor=False`` leaves METEOR out of
     the caption metrics (it starts a Java process)."""
     vocabulary = full_vocabulary(records, vocabulary)
-    heard = [r for r in records if r.get("audio", refs.AUDIO_HEARD) == refs.AUDIO_HEARD]
+    heard = [r for r in records if r.get("condition", refs.AUDIO_HEARD) == refs.AUDIO_HEARD]
     metrics, scored = _evaluate(heard, vocabulary, meteor)
     metrics["n_predictions"] = len(records)
     references: dict[str, Any] = {}
     for condition in refs.AUDIO_CONDITIONS.values():
-        ablated = [r for r in records if r.get("audio") == condition]
+        ablated = [r for r in records if r.get("condition") == condition]
         if ablated:
             references[condition] = _evaluate(ablated, vocabulary, meteor)[0]
     constants = refs.constant_answers(heard)
@@ -342,6 +342,14 @@ def reference_value(metrics: dict[str, Any], column: str, task: str, key: str,
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def reference_summary(metrics: dict[str, Any], task: str, key: str) -> str:
+    """`` (zeroed 0.120, constant 0.300)``: the references computed for ``metrics[task][key]``,
+    for one-line summaries; '' when there are none."""
+    got = [(c, reference_value(metrics, c, task, key)) for c in refs.COLUMNS[1:]]
+    parts = [f"{c} {v:.3f}" for c, v in got if v is not None]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 REPORT_ROWS = (("key", "weighted_score", "MIREX weighted score"), ("key", "exact", "exact key"),
                ("tempo", "acc1", "Acc1 (4 %)"), ("tempo", "acc2", "Acc2 (x2, x1/2, x3, x1/3)"),
                ("genre", "accuracy", "accuracy"), ("instruments", "micro_f1", "micro F1"),
@@ -433,7 +441,8 @@ def run(argv: list[str] | None = None) -> int:
     metrics, scored = evaluate(records, meteor=not ns.no_meteor)
     with output_folder(ns.output) as out:       # a bucket folder is uploaded when complete
         _write_scores(out, metrics, scored, str(ns.predictions))
-    summary = ", ".join(f"{label} {metrics[t][k]:.3f}" for t, k, label in
+    summary = ", ".join(f"{label} {metrics[t][k]:.3f}{reference_summary(metrics, t, k)}"
+                        for t, k, label in
                         (("key", "weighted_score", "key"), ("tempo", "acc1", "tempo"),
                          ("genre", "accuracy", "genre"), ("instruments", "micro_f1",
                                                           "instruments"),

@@ -53,7 +53,7 @@ class Request:
     conversation_id: str = ""
     family: str = ""
     labels: Labels = field(default_factory=Labels)
-    audio: str = AUDIO_HEARD   # heard | zeroed | shuffled (model.references)
+    condition: str = AUDIO_HEARD   # heard | zeroed | shuffled (model.references)
 
 
 def ablate(requests: Sequence[Request], how: str, seed: int = 0) -> list[Request]:
@@ -61,7 +61,7 @@ def ablate(requests: Sequence[Request], how: str, seed: int = 0) -> list[Request
     ``shuffle`` gives each clip the frames of another clip of the set (a random derangement of
     the clips, seeded, so no clip keeps its own)."""
     if how == "zero":
-        return [replace(r, frames=np.zeros_like(r.frames), audio=AUDIO_CONDITIONS[how])
+        return [replace(r, frames=np.zeros_like(r.frames), condition=AUDIO_CONDITIONS[how])
                 for r in requests]
     if how != "shuffle":
         raise ConfigError(f"--ablate-audio must be one of {sorted(AUDIO_CONDITIONS)}, got {how!r}")
@@ -74,7 +74,7 @@ def ablate(requests: Sequence[Request], how: str, seed: int = 0) -> list[Request
                           f"between, got {len(clips)}")
     order = [clips[i] for i in np.random.default_rng(seed).permutation(len(clips))]
     donor = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}  # no fixed point
-    return [replace(r, frames=frames[donor[r.clip_id]], audio=AUDIO_CONDITIONS[how])
+    return [replace(r, frames=frames[donor[r.clip_id]], condition=AUDIO_CONDITIONS[how])
             for r in requests]
 
 
@@ -219,7 +219,7 @@ def generate(model: MusicLM, tokenizer: Any, requests: Sequence[Request],
 def prediction_record(r: Request, answer: str) -> dict[str, Any]:
     return {"clip_id": r.clip_id, "task": r.task, "question": r.question, "prediction": answer,
             "reference": r.reference, "conversation_id": r.conversation_id, "family": r.family,
-            "labels": asdict(r.labels), "audio": r.audio}
+            "labels": asdict(r.labels), "condition": r.condition}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=sorted(AUDIO_CONDITIONS),
                    help="also answer every question without the clip's audio: 'zero' = all "
                         "frames 0, 'shuffle' = another clip's frames (repeatable; each record's "
-                        "'audio' field says which; llark eval scores them as references)")
+                        "'condition' field says which; llark eval scores them as references)")
     return p
 
 

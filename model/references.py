@@ -13,7 +13,7 @@ A score means little alone: a model that ignores the audio can still answer the 
   The answers are written as text and scored by :func:`model.evaluate.evaluate` like the
   model's, so both go through the same parser.
 * **zeroed / shuffled**: the same checkpoint with the audio taken away (``llark infer
-  --ablate-audio zero|shuffle``): each record says which in its ``audio`` field
+  --ablate-audio zero|shuffle``): each record says which in its ``condition`` field
   (:data:`AUDIO_CONDITIONS`).
 * **annotator**: the labels the model was trained on, scored against independent truth where
   there is one (``llark benchmark --checkpoint annotator``, or ``llark eval --truth``).
@@ -28,7 +28,7 @@ import numpy as np
 
 from llark.music import KEYS, tempo_accuracy
 
-#: ``audio`` field of a prediction record: the clip's own frames, all-zero frames, or the
+#: ``condition`` field of a prediction record: the clip's own frames, all-zero frames, or the
 #: frames of another clip of the same request set.
 AUDIO_HEARD = "heard"
 AUDIO_CONDITIONS = {"zero": "zeroed", "shuffle": "shuffled"}
@@ -110,7 +110,7 @@ def constant_answers(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, s
     genres: dict[str, list[Sequence[str]]] = defaultdict(list)
     instruments: dict[str, list[Sequence[str]]] = defaultdict(list)
     for r in records:
-        if r.get("audio", AUDIO_HEARD) != AUDIO_HEARD:
+        if r.get("condition", AUDIO_HEARD) != AUDIO_HEARD:
             continue
         lab, task = _labels(r), r.get("task")
         if task == "key" and lab.get("key"):
@@ -151,7 +151,7 @@ def constant_records(records: Sequence[dict[str, Any]], answers: dict[str, dict[
     table = answers.get(which, {})
     out = []
     for r in records:
-        if r.get("task") != task or r.get("audio", AUDIO_HEARD) != AUDIO_HEARD:
+        if r.get("task") != task or r.get("condition", AUDIO_HEARD) != AUDIO_HEARD:
             continue
         ds = _labels(r).get("dataset", "")
         text = table.get("*", table.get(ds))

@@ -255,7 +255,8 @@ def test_annotator_scores_what_the_references_imply(tmp_path, capsys):
                                                "giantsteps-key:1004.LOFI",
                                                "giantsteps-key:1005.LOFI"}
     assert "MIREX weighted score 0.650" in capsys.readouterr().out
-    assert "| key | 2 | MIREX weighted score | 0.650 | 100% |" in (out / "report.md").read_text()
+    assert ("| key | 2 | MIREX weighted score | 0.650 | — | — | 0.750 | — | 100% |"
+            in (out / "report.md").read_text())
 
     out = tmp_path / "tempo"
     from pipelines.cli import main as llark                      # through the `llark` command
@@ -264,7 +265,7 @@ def test_annotator_scores_what_the_references_imply(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     # 1001: 112 (Acc1 and Acc2); 1002: the reference 192 is twice the true 96 (Acc2 only)
     assert (m["tempo"]["acc1"], m["tempo"]["acc2"]) == (0.5, 1.0)
-    assert m["references"] == "annotations_v2/tempo"
+    assert m["reference_source"] == "annotations_v2/tempo"
 
 
 # ---------------------------------------------------------------- a tiny checkpoint
@@ -353,3 +354,34 @@ def test_a_checkpoint_that_learned_the_keys_scores_what_the_references_imply(tmp
     assert preds == ["The key is D major.", "The key is E minor."]
     m = json.loads((out / "metrics.json").read_text())
     assert m["key"]["weighted_score"] == pytest.approx((1.0 + 0.3) / 2)
+
+
+def test_benchmark_references_ablated_checkpoint_constant_and_annotator(tiny_run, tmp_path,
+                                                                        capsys):
+    """--ablate-audio asks the same checkpoint again without the audio; the constant answer
+    and the annotator are scored on the same tracks, all beside the model's figure."""
+    data_dir = giantsteps(tmp_path / "gs", seconds=6.0)
+    out = tmp_path / "out"
+    assert bench_run(["--name", "giantsteps-key", "--data-dir", str(data_dir), "--checkpoint",
+                      str(tiny_run), "--output", str(out), "--max-new-tokens", "6",
+                      "--ablate-audio", "zero", "--ablate-audio", "shuffle",
+                      "--annotator-reference"]) == 0
+    recs = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(r.get("condition", "heard") for r in recs) == [
+        "heard", "heard", "shuffled", "shuffled", "zeroed", "zeroed"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_scored"] == 2                                      # the model's own answers
+    ref = m["references"]
+    # references D major and G major: D major scores 1 + 0.5 (D is a fifth above G) = 1.5,
+    # G major 0 + 1 = 1.0 -> the constant "D major" scores 0.75
+    assert ref["constant"]["key"]["answers"] == {"*": "It is in D major."}
+    assert ref["constant"]["key"]["metrics"]["key"]["weighted_score"] == pytest.approx(0.75)
+    assert ref["zeroed"]["key"]["n"] == ref["shuffled"]["key"]["n"] == 2
+    assert ref["annotator"]["key"]["n"] == 2
+    md = (out / "report.md").read_text()
+    row = next(l for l in md.splitlines() if l.startswith("| key | 2 | MIREX"))
+    assert row.count("—") == 0                                     # every column computed
+    printed = capsys.readouterr().out
+    assert "constant 0.750" in printed and "annotator" in printed
+    assert bench_run(["--name", "giantsteps-key", "--data-dir", str(data_dir), "--checkpoint",
+                      "annotator", "--ablate-audio", "zero", "--output", str(tmp_path / "x")]) == 2

@@ -14,8 +14,8 @@ from model import references as refs
 from model.evaluate import evaluate, markdown_report
 
 
-def rec(task, prediction, audio="heard", clip="c", dataset="d", **labels):
-    return {"clip_id": clip, "task": task, "prediction": prediction, "audio": audio,
+def rec(task, prediction, condition="heard", clip="c", dataset="d", **labels):
+    return {"clip_id": clip, "task": task, "prediction": prediction, "condition": condition,
             "labels": {"dataset": dataset, "key": "", "tempo_bpm": None, "genres": [],
                        "instruments": [], **labels}}
 
@@ -62,8 +62,8 @@ def test_eval_scores_ablated_records_apart_and_constants_through_the_parser():
     records = []
     for i, k in enumerate(keys):
         records.append(rec("key", f"It is in {k}.", clip=str(i), key=k))
-        records.append(rec("key", "It is in A minor.", audio="zeroed", clip=str(i), key=k))
-        records.append(rec("key", "I cannot tell.", audio="shuffled", clip=str(i), key=k))
+        records.append(rec("key", "It is in A minor.", condition="zeroed", clip=str(i), key=k))
+        records.append(rec("key", "I cannot tell.", condition="shuffled", clip=str(i), key=k))
         tempo = 80.0 + 40 * i                                       # 80, 120, 160, 200
         records.append(rec("tempo", f"{tempo:g} BPM", clip=str(i), tempo_bpm=tempo))
     m, scored = evaluate(records)
@@ -111,13 +111,13 @@ def test_ablate_zero_and_shuffle():
     reqs = [Request(f"c{i}", task, "q", np.full((3, 2), i + 1, np.float16))
             for i in range(5) for task in ("key", "tempo")]
     zero = ablate(reqs, "zero")
-    assert all(not r.frames.any() and r.audio == "zeroed" for r in zero)
+    assert all(not r.frames.any() and r.condition == "zeroed" for r in zero)
     assert all(r.frames.any() for r in reqs)                       # the originals untouched
     shuf = ablate(reqs, "shuffle", seed=3)
     donors = {r.clip_id: int(r.frames[0, 0]) - 1 for r in shuf}
     assert all(donors[f"c{i}"] != i for i in range(5))              # nobody keeps its own
     assert sorted(donors.values()) == list(range(5))                # each clip's frames once
-    assert all(r.audio == "shuffled" for r in shuf)
+    assert all(r.condition == "shuffled" for r in shuf)
     for a, b in zip(shuf[0::2], shuf[1::2]):                        # one donor per clip
         assert np.array_equal(a.frames, b.frames)
     from llark.errors import ConfigError
@@ -141,7 +141,7 @@ def test_infer_ablate_audio_writes_every_condition(tmp_path):
                       "--ablate-audio", "zero", "--ablate-audio", "shuffle",
                       "--output", str(out)]) == 0
     lines = [json.loads(l) for l in out.read_text().splitlines()]
-    by = {a: [l for l in lines if l["audio"] == a] for a in ("heard", "zeroed", "shuffled")}
+    by = {a: [l for l in lines if l["condition"] == a] for a in ("heard", "zeroed", "shuffled")}
     assert all(len(v) == 3 * 2 for v in by.values())                # 3 test clips x 2 tasks
     assert [l["clip_id"] for l in by["heard"]] == [l["clip_id"] for l in by["zeroed"]]
     assert eval_run(["--predictions", str(out), "--output", str(tmp_path / "e"),
