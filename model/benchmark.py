@@ -5,20 +5,26 @@
 
 Each benchmark is read from its own published files (layouts below); every track is asked the
 paper's question for its task (:data:`model.evaluate.TASK_QUESTIONS`) about one clip window
-(23.777 s from ``--start-s``, the window the model was trained on), and the answers are scored
+(23.777 s, the window the model was trained on, from the item's own start where it has one,
+MedleyDB's paper crop, else from ``--start-s``), and the answers are scored
 by :func:`model.evaluate.evaluate`, the scorer of ``llark eval``:
 
 =================  ===========================================  ==================================
 name               files read                                   task and metric
 =================  ===========================================  ==================================
 giantsteps-key     ``annotations/key/<id>.key`` + ``audio/<id>.  key: MIREX weighted score
-                   {mp3,wav,flac,ogg}``                          (mir_eval)
+                   {mp3,wav,flac,ogg}``; or mirdata's            (mir_eval)
+                   ``keys_gs+/<id> Artist - Title.txt``
 giantsteps-tempo   ``annotations_v2/tempo/<id>.bpm`` (else       tempo: Acc1, Acc2 (4 %)
-                   ``annotations/tempo/``) + ``audio/<id>.*``
-gtzan              ``genres/<genre>/<genre>.000NN.{wav,au}``     genre: accuracy (10 genres)
-medleydb           ``Audio/<track>/<track>_MIX.wav`` + metadata  instruments: micro F1 (and mean
-                   ``<track>_METADATA.yaml`` (in the track       per-track F1) over the stems'
-                   folder or in ``Metadata/``)                   instrument labels
+                   ``annotations/tempo/``), also under mirdata's
+                   ``giantsteps-tempo-dataset-<sha>/``, +
+                   ``audio/<id>.*``
+gtzan              ``genres/<genre>/<genre>.000NN.{wav,au}``     genre: accuracy (10 genres,
+                                                                 all tracks, as the paper)
+medleydb           ``Audio/<track>/<track>_MIX.wav`` + metadata  instruments: mean per-track F1
+                   ``<track>_METADATA.yaml`` (in the track       (the paper's) and micro F1 over
+                   folder or in ``Metadata/``) + activations     the paper's coarse classes of
+                   ``<track>_ACTIVATION_CONF.lab``               the stems active in its crop
 =================  ===========================================  ==================================
 
 ``--checkpoint annotator`` answers key and tempo with the consensus annotator (madmom + essentia,
@@ -27,13 +33,15 @@ those labels set. The annotators estimate no genre and no instruments, so ``gtza
 ``medleydb`` have no annotator run (the command says so and exits with status 2).
 
 Every track is accounted for: scored, or skipped with a counted reason (``no audio``,
-``no annotation``, ``unreadable annotation``, ``unreadable audio``, ``analysis failed``,
-``no instruments``) listed in ``skipped.jsonl``. Outputs in ``--output``: ``predictions.jsonl``
-(the format of ``llark infer``, so ``llark eval`` rescores it), ``metrics.json``, ``report.md``
-and ``skipped.jsonl``.
+``no annotation``, ``unreadable annotation``, ``no reference tempo``, ``unreadable audio``,
+``analysis failed``, ``no activations``, ``no instruments``) listed in ``skipped.jsonl``.
+Outputs in ``--output``: ``predictions.jsonl`` (the format of ``llark infer``, so ``llark eval``
+rescores it), ``metrics.json``, ``report.md`` and ``skipped.jsonl``.
 
 mirdata's loaders are not used: mirdata 1.0 fetches the full index of each of these data sets
-from the network on first use (only sample indexes ship in the wheel), which cannot run offline.
+from the network on first use (only sample indexes ship in the wheel), which cannot run offline;
+the folders it downloads are read (above). The paper's protocol and its sources:
+docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -69,8 +77,9 @@ NO_INSTRUMENTS = "no instruments"
 NO_TEMPO = "no reference tempo"
 NO_ACTIVATIONS = "no activations"
 
-#: The paper's crop (LLark, ``scripts/preprocessing/crop_audio.py``, run with ``--p 0.0`` for
-#: MedleyDB and GiantSteps): 30 s from 30 s into a track of at least 60 s, else its first 30 s.
+#: The paper's crop (LLark, ``scripts/preprocessing/crop_audio.py``, whose docstring runs it
+#: with ``--p 0.0`` for medleydb and giantsteps-key): 30 s from 30 s into a track of at least
+#: 60 s, else its first 30 s.
 PAPER_CROP_S = 30.0
 #: MedleyDB: a stem is active in the crop when its activation confidence exceeds this at some
 #: time of the crop (LLark, ``notebooks/eval_instrument_id_medleydb.ipynb``).
@@ -435,10 +444,10 @@ def read_medleydb(data_dir: Path) -> BenchmarkData:
             for label in labels:
                 if label not in MEDLEYDB_COARSE:
                     notes[f"label outside the paper's mapping: {label}"] += 1
-                elif MEDLEYDB_COARSE[label] is None:
+                elif (coarse := MEDLEYDB_COARSE[label]) is None:
                     notes[f"label the paper does not score: {label}"] += 1
                 else:
-                    classes.add(MEDLEYDB_COARSE[label])  # type: ignore[arg-type]
+                    classes.add(coarse)
         if not classes:
             skipped.append(Skip(item_id, NO_INSTRUMENTS, f"no stem with a scored instrument is "
                                 f"active in {start:g}-{end:g} s ({conf_path})"))
