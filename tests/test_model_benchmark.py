@@ -518,3 +518,24 @@ def test_the_answerers_hear_the_item_window(tmp_path):
                            AnnotatorAnswerer(start_s=0.0))
     assert [r["prediction"] for r in result.records] == ["E minor"]
     assert [(s.item_id, s.reason) for s in result.skipped] == [("t:late", BAD_AUDIO)]
+
+
+def test_the_model_hears_the_item_window(tiny_run, tmp_path):
+    """ModelAnswerer encodes the window at the item's own start (MedleyDB's 30 s crop start),
+    not at --start-s."""
+    from model.benchmark import ModelAnswerer
+    from model.infer import encode_window
+
+    data = read_medleydb(medleydb(tmp_path / "mdb"))
+    item = next(i for i in data.items if i.item_id.endswith("NightOwl"))
+    path = tmp_path / "steps.wav"                     # 220 Hz for 30 s, then 660 Hz
+    t = np.arange(int(70 * SR)) / SR
+    sf.write(path, (0.3 * np.sin(2 * np.pi * np.where(t < 30, 220, 660) * t)).astype(np.float32),
+             SR)
+    item = Item(item.item_id, path, item.labels, start_s=item.start_s)
+    model = ModelAnswerer(str(tiny_run), 0.0, "cpu", "float32", "", 4)
+    request = model.prepare(item, "instruments")
+    at_30 = encode_window(path, model.encoder, model.sample_rate_hz, 30.0)
+    at_0 = encode_window(path, model.encoder, model.sample_rate_hz, 0.0)
+    assert not np.array_equal(at_0, at_30)
+    np.testing.assert_array_equal(request.frames, at_30)
