@@ -9,10 +9,12 @@
   4 % of the reference; Acc2: within 4 % of the reference times 1, 2, ½, 3 or ⅓
   (:func:`llark.music.tempo_accuracy`, the project's one definition).
 * genre: the answer is searched for the genres of the dataset's vocabulary (every genre label
-  of that dataset in the predictions file); the first one mentioned is the prediction; correct
-  when it is one of the clip's genres. Accuracy.
-* instruments: every instrument of the dataset's vocabulary the answer mentions; precision,
-  recall and F1 against the clip's instruments (micro over all clips, and the mean per clip).
+  of that dataset in the predictions file) as whole words, leaving out denied mentions ("not
+  rock but jazz": :func:`find_terms`); the first one affirmed is the prediction; correct when
+  it is one of the clip's genres. Accuracy.
+* instruments: every instrument of the dataset's vocabulary the answer affirms (the same
+  :func:`find_terms`: "no drums" names none); precision, recall and F1 against the clip's
+  instruments (micro over all clips, and the mean per clip).
 * conversations (``--questions conversations``): token F1 against the reference answer, per family.
 * captions (the ``caption`` family of the conversations): BLEU-1..4, METEOR, ROUGE-L and CIDEr-D
   against the reference captions, offline (``model/captions.py``: the COCO caption toolkit;
