@@ -5,20 +5,26 @@
 
 Each benchmark is read from its own published files (layouts below); every track is asked the
 paper's question for its task (:data:`model.evaluate.TASK_QUESTIONS`) about one clip window
-(23.777 s from ``--start-s``, the window the model was trained on), and the answers are scored
+(23.777 s, the window the model was trained on, from the item's own start where it has one,
+MedleyDB's paper crop, else from ``--start-s``), and the answers are scored
 by :func:`model.evaluate.evaluate`, the scorer of ``llark eval``:
 
 =================  ===========================================  ==================================
 name               files read                                   task and metric
 =================  ===========================================  ==================================
 giantsteps-key     ``annotations/key/<id>.key`` + ``audio/<id>.  key: MIREX weighted score
-                   {mp3,wav,flac,ogg}``                          (mir_eval)
+                   {mp3,wav,flac,ogg}``; or mirdata's            (mir_eval)
+                   ``keys_gs+/<id> Artist - Title.txt``
 giantsteps-tempo   ``annotations_v2/tempo/<id>.bpm`` (else       tempo: Acc1, Acc2 (4 %)
-                   ``annotations/tempo/``) + ``audio/<id>.*``
-gtzan              ``genres/<genre>/<genre>.000NN.{wav,au}``     genre: accuracy (10 genres)
-medleydb           ``Audio/<track>/<track>_MIX.wav`` + metadata  instruments: micro F1 (and mean
-                   ``<track>_METADATA.yaml`` (in the track       per-track F1) over the stems'
-                   folder or in ``Metadata/``)                   instrument labels
+                   ``annotations/tempo/``), also under mirdata's
+                   ``giantsteps-tempo-dataset-<sha>/``, +
+                   ``audio/<id>.*``
+gtzan              ``genres/<genre>/<genre>.000NN.{wav,au}``     genre: accuracy (10 genres,
+                                                                 all tracks, as the paper)
+medleydb           ``Audio/<track>/<track>_MIX.wav`` + metadata  instruments: mean per-track F1
+                   ``<track>_METADATA.yaml`` (in the track       (the paper's) and micro F1 over
+                   folder or in ``Metadata/``) + activations     the paper's coarse classes of
+                   ``<track>_ACTIVATION_CONF.lab``               the stems active in its crop
 =================  ===========================================  ==================================
 
 ``--checkpoint annotator`` answers key and tempo with the consensus annotator (madmom + essentia,
@@ -27,13 +33,15 @@ those labels set. The annotators estimate no genre and no instruments, so ``gtza
 ``medleydb`` have no annotator run (the command says so and exits with status 2).
 
 Every track is accounted for: scored, or skipped with a counted reason (``no audio``,
-``no annotation``, ``unreadable annotation``, ``unreadable audio``, ``analysis failed``,
-``no instruments``) listed in ``skipped.jsonl``. Outputs in ``--output``: ``predictions.jsonl``
-(the format of ``llark infer``, so ``llark eval`` rescores it), ``metrics.json``, ``report.md``
-and ``skipped.jsonl``.
+``no annotation``, ``unreadable annotation``, ``no reference tempo``, ``unreadable audio``,
+``analysis failed``, ``no activations``, ``no instruments``) listed in ``skipped.jsonl``.
+Outputs in ``--output``: ``predictions.jsonl`` (the format of ``llark infer``, so ``llark eval``
+rescores it), ``metrics.json``, ``report.md`` and ``skipped.jsonl``.
 
 mirdata's loaders are not used: mirdata 1.0 fetches the full index of each of these data sets
-from the network on first use (only sample indexes ship in the wheel), which cannot run offline.
+from the network on first use (only sample indexes ship in the wheel), which cannot run offline;
+the folders it downloads are read (above). The paper's protocol and its sources:
+docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -42,9 +50,9 @@ import argparse
 import json
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -67,6 +75,46 @@ BAD_ANNOTATION = "unreadable annotation"
 BAD_AUDIO = "unreadable audio"
 ANALYSIS_FAILED = "analysis failed"
 NO_INSTRUMENTS = "no instruments"
+NO_TEMPO = "no reference tempo"
+NO_ACTIVATIONS = "no activations"
+
+#: The paper's crop (LLark, ``scripts/preprocessing/crop_audio.py``, whose docstring runs it
+#: with ``--p 0.0`` for medleydb and giantsteps-key): 30 s from 30 s into a track of at least
+#: 60 s, else its first 30 s.
+PAPER_CROP_S = 30.0
+#: MedleyDB: a stem is active in the crop when its activation confidence exceeds this at some
+#: time of the crop (LLark, ``notebooks/eval_instrument_id_medleydb.ipynb``).
+ACTIVE_CONFIDENCE = 0.5
+#: Where MedleyDB's activation confidence files ``<track>_ACTIVATION_CONF.lab`` are: the data
+#: set's release (``Annotations/Instrument_Activations/ACTIVATION_CONF/``), the medleydb
+#: package's data folder (``Annotations/Activation_Confidence/``), or beside the mix.
+ACTIVATION_DIRS = ("Annotations/Instrument_Activations/ACTIVATION_CONF",
+                   "Annotations/Activation_Confidence")
+#: MedleyDB's instrument labels -> the paper's coarse instrument classes (LLark,
+#: ``notebooks/eval_instrument_id_medleydb.ipynb``, ``medleydb_instruments_mapping``; keys
+#: lower-cased). ``None``: not scored (non-instrument labels such as "main system" and
+#: "fx/processed sound", sections such as "string section", and instruments without a class).
+MEDLEYDB_COARSE: Mapping[str, str | None] = {
+    "main system": None, "acoustic guitar": "guitar", "alto saxophone": "saxophone",
+    "auxiliary percussion": "drum", "bamboo flute": "flute", "baritone saxophone": "saxophone",
+    "bass clarinet": "clarinet", "bass drum": "drum", "bassoon": "bassoon", "brass section": None,
+    "cello": "cello", "cello section": "cello", "chimes": None, "claps": None,
+    "clarinet": "clarinet", "clarinet section": "clarinet", "clean electric guitar": "guitar",
+    "cymbal": "drum", "darbuka": None, "distorted electric guitar": "guitar", "dizi": "flute",
+    "double bass": "bass", "drum machine": "drum", "drum set": "drum", "electric bass": "bass",
+    "electric piano": "piano", "erhu": None, "female singer": "vocals", "flute": "flute",
+    "flute section": "flute", "french horn": "horn", "fx/processed sound": None, "gu": None,
+    "guzheng": None, "harp": "harp", "horn section": "horn", "kick drum": "drum",
+    "lap steel guitar": "guitar", "liuqin": None, "male singer": "vocals", "mandolin": "guitar",
+    "oboe": "oboe", "oud": None, "piano": "piano", "piccolo": "flute", "sampler": None,
+    "shaker": None, "snare drum": "drum", "soprano saxophone": "saxophone",
+    "string section": None, "synthesizer": "synthesizer", "tabla": None, "tack piano": "piano",
+    "tambourine": None, "tenor saxophone": "saxophone", "timpani": None, "trumpet": "trumpet",
+    "trumpet section": "trumpet", "tuba": "tuba", "vibraphone": None, "viola": "viola",
+    "viola section": "viola", "violin": "violin", "violin section": "violin",
+    "vocalists": "vocals", "yangqin": None, "zhongruan": None}
+#: The paper's coarse classes: the terms a MedleyDB answer is searched for.
+MEDLEYDB_CLASSES = tuple(sorted({c for c in MEDLEYDB_COARSE.values() if c is not None}))
 
 
 @dataclass(frozen=True)
@@ -76,6 +124,8 @@ class Item:
     item_id: str
     audio: Path
     labels: Labels
+    #: where this item's window starts (s); None: the command's ``--start-s``
+    start_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +145,9 @@ class BenchmarkData:
     skipped: tuple[Skip, ...]
     vocabulary: Vocabulary
     source: str            # which annotation files the references come from
+    #: counted facts about the labels read that change no item's presence (e.g. MedleyDB
+    #: labels the paper does not score), reported in metrics.json -> "label_notes"
+    notes: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,37 +176,79 @@ def _audio_by_stem(folder: Path) -> dict[str, Path]:
             if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
 
 
-def _giantsteps(data_dir: Path, name: str, ann_dirs: Sequence[str], suffix: str,
+class _Unscored(Exception):
+    """An annotation that gives no reference: its skip reason and what it says."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """One way a GiantSteps data set is laid out: annotation folders (globs under
+    ``--data-dir``, the first that exists is read), their file suffix and the audio folders."""
+
+    name: str
+    annotations: tuple[str, ...]
+    suffix: str
+    audio: tuple[str, ...]
+
+
+def _track_audio(audio: Mapping[str, Path], stem: str) -> Path | None:
+    """The audio of an annotation named ``stem``: the same name (``10089.LOFI``, or mirdata's
+    ``10089 Artist - Title``), else the GiantSteps id (``10089``) as ``<id>.LOFI`` or ``<id>``."""
+    track_id = stem.split(" ", 1)[0].split(".", 1)[0]
+    for name in (stem, f"{track_id}.LOFI", track_id):
+        if name in audio:
+            return audio[name]
+    return None
+
+
+def _giantsteps(data_dir: Path, name: str, layouts: Sequence[_Layout],
                 parse: Callable[[str], Labels]) -> BenchmarkData:
-    ann_dir = next((data_dir / d for d in ann_dirs if (data_dir / d).is_dir()), None)
-    if ann_dir is None:
-        raise ConfigError(f"{data_dir}: no {' or '.join(a + '/' for a in ann_dirs)} folder "
-                          f"(the {name} data set's layout: those folders of *{suffix} files, "
-                          "and audio/ with the tracks)")
-    audio = _audio_by_stem(data_dir / "audio")
+    found = [(layout, d) for layout in layouts for pattern in layout.annotations
+             for d in sorted(data_dir.glob(pattern)) if d.is_dir()]
+    if not found:
+        raise ConfigError(f"{data_dir}: no {name} annotation folder; the layouts read: "
+                          + "; ".join(f"{' or '.join(a + '/' for a in lay.annotations)} "
+                                      f"(*{lay.suffix}, {lay.name})" for lay in layouts)
+                          + ", with the tracks in audio/")
+    layout, ann_dir = found[0]
+    audio: dict[str, Path] = {}
+    for pattern in layout.audio:
+        for folder in sorted(data_dir.glob(pattern)):
+            audio = {**_audio_by_stem(folder), **audio}
     items: list[Item] = []
     skipped: list[Skip] = []
-    annotated: set[str] = set()
-    for path in sorted(ann_dir.glob(f"*{suffix}")):
-        stem = path.name[: -len(suffix)]
-        annotated.add(stem)
+    used: set[Path] = set()
+    for path in sorted(ann_dir.glob(f"*{layout.suffix}")):
+        stem = path.name[: -len(layout.suffix)]
+        track_audio = _track_audio(audio, stem)
+        if track_audio is not None:
+            used.add(track_audio)
         item_id = f"{name}:{stem}"
         text = path.read_text(errors="replace").strip()
         try:
             labels = parse(text)
+        except _Unscored as exc:
+            skipped.append(Skip(item_id, exc.reason, f"{path}: {exc}"))
+            continue
         except (LlarkError, ValueError) as exc:
             skipped.append(Skip(item_id, BAD_ANNOTATION, f"{path}: {text[:60]!r} is not read "
                                 f"as a {name} reference ({exc})"))
             continue
-        if stem not in audio:
-            skipped.append(Skip(item_id, NO_AUDIO, f"{path} has no audio/{stem}.mp3 (or .wav, "
-                                ".flac, .ogg): fetch the audio next to the annotations"))
+        if track_audio is None:
+            skipped.append(Skip(item_id, NO_AUDIO, f"{path} has no audio ({stem} or its id, "
+                                ".mp3/.wav/.flac/.ogg, in " + " or ".join(
+                                    a + "/" for a in layout.audio) + "): fetch the audio next "
+                                "to the annotations"))
             continue
-        items.append(Item(item_id, audio[stem], labels))
+        items.append(Item(item_id, track_audio, labels))
     for stem, path in audio.items():
-        if stem not in annotated:
+        if path not in used:
             skipped.append(Skip(f"{name}:{stem}", NO_ANNOTATION,
-                                f"{path} has no {ann_dir.name}/{stem}{suffix}"))
+                                f"{path} has no annotation in {ann_dir}"))
     return BenchmarkData(tuple(items), tuple(skipped), Vocabulary(),
                          str(ann_dir.relative_to(data_dir)))
 
@@ -169,23 +264,41 @@ def _key_labels(text: str) -> Labels:
 
 def _tempo_labels(text: str) -> Labels:
     bpm = float(text.split()[0]) if text else float("nan")
-    if not np.isfinite(bpm) or bpm <= 0:
+    if bpm == 0:
+        raise _Unscored(NO_TEMPO, "the tempo is 0.0: GiantSteps gives no tempo for this track")
+    if not np.isfinite(bpm) or bpm < 0:
         raise ConfigError(f"tempo must be a positive number of BPM, got {text!r}")
     return Labels(dataset="giantsteps-tempo", tempo_bpm=bpm)
 
 
+#: GiantSteps Key: the data set's repository, and mirdata's ``giantsteps_key`` (GiantSteps+:
+#: ``keys_gs+/<id> Artist - Title.txt`` beside ``audio/<id> Artist - Title.mp3``).
+GIANTSTEPS_KEY_LAYOUTS = (
+    _Layout("published", ("annotations/key",), ".key", ("audio",)),
+    _Layout("mirdata giantsteps_key", ("keys_gs+",), ".txt", ("audio",)))
+#: GiantSteps Tempo: the data set's repository (``annotations_v2/`` are the revised tempi, else
+#: ``annotations/``), and mirdata's ``giantsteps_tempo`` (the repository unpacked as
+#: ``giantsteps-tempo-dataset-<commit>/`` beside ``audio/``).
+GIANTSTEPS_TEMPO_LAYOUTS = (
+    _Layout("published", ("annotations_v2/tempo", "annotations/tempo"), ".bpm", ("audio",)),
+    _Layout("mirdata giantsteps_tempo", ("giantsteps-tempo-dataset-*/annotations_v2/tempo",
+                                         "giantsteps-tempo-dataset-*/annotations/tempo"),
+            ".bpm", ("audio", "giantsteps-tempo-dataset-*/audio")))
+
+
 def read_giantsteps_key(data_dir: Path) -> BenchmarkData:
-    """GiantSteps Key: ``annotations/key/<id>.key`` (one key, e.g. ``"F minor"``) + ``audio/``."""
+    """GiantSteps Key: ``annotations/key/<id>.key`` (one key, e.g. ``"F minor"``) + ``audio/``,
+    or mirdata's ``keys_gs+/<id> Artist - Title.txt`` (the key on the first line)."""
     return _giantsteps(_require_dir(data_dir, "--data-dir must be the GiantSteps key data set"),
-                       "giantsteps-key", ("annotations/key",), ".key", _key_labels)
+                       "giantsteps-key", GIANTSTEPS_KEY_LAYOUTS, _key_labels)
 
 
 def read_giantsteps_tempo(data_dir: Path) -> BenchmarkData:
     """GiantSteps Tempo: ``annotations_v2/tempo/<id>.bpm`` (the revised tempi; else
-    ``annotations/tempo/``), one number each, + ``audio/``."""
+    ``annotations/tempo/``), one number each, + ``audio/``; or the same folders under mirdata's
+    ``giantsteps-tempo-dataset-<commit>/``. A tempo of 0 (no tempo given) is skipped."""
     return _giantsteps(_require_dir(data_dir, "--data-dir must be the GiantSteps tempo data set"),
-                       "giantsteps-tempo", ("annotations_v2/tempo", "annotations/tempo"), ".bpm",
-                       _tempo_labels)
+                       "giantsteps-tempo", GIANTSTEPS_TEMPO_LAYOUTS, _tempo_labels)
 
 
 def read_gtzan(data_dir: Path) -> BenchmarkData:
@@ -218,30 +331,68 @@ def read_gtzan(data_dir: Path) -> BenchmarkData:
                          str(root.relative_to(data_dir)))
 
 
-def _stem_instruments(meta: Any) -> tuple[str, ...]:
+def paper_crop(duration_s: float) -> tuple[float, float]:
+    """The paper's crop of a track (``PAPER_CROP_S``): (start, end) in seconds."""
+    start = PAPER_CROP_S if duration_s >= 2 * PAPER_CROP_S else 0.0
+    return start, min(start + PAPER_CROP_S, duration_s)
+
+
+def read_activations(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A MedleyDB ``_ACTIVATION_CONF.lab``: CSV with the header ``time,S01,S02,...`` and one
+    row per hop (time in s, then each stem's activation confidence in [0, 1]). Returns the
+    times and each stem's confidences; raises :class:`ConfigError` when it is not that."""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()
+             if line.strip()]
+    header = [h.strip() for h in lines[0].split(",")] if lines else []
+    if len(header) < 2 or header[0].lower() != "time":
+        found = repr(lines[0][:60]) if lines else "an empty file"
+        raise ConfigError(f"expected the header 'time,S01,...', found {found}")
+    try:
+        table = np.array([[float(v) for v in line.split(",")] for line in lines[1:]], float)
+    except ValueError as exc:
+        raise ConfigError(f"a row is not numbers ({exc})") from exc
+    if table.ndim != 2 or table.shape[1] != len(header):
+        raise ConfigError(f"rows do not have the header's {len(header)} columns")
+    return table[:, 0], {h: table[:, k + 1] for k, h in enumerate(header[1:])}
+
+
+def _stem_labels(meta: Any) -> dict[str, tuple[str, ...]]:
+    """Each stem's instrument labels (lower case) from a ``_METADATA.yaml``."""
     stems = meta.get("stems") if isinstance(meta, dict) else None
     if not isinstance(stems, dict):
         raise ConfigError("no 'stems' mapping")
-    found: set[str] = set()
-    for stem in stems.values():
+    out: dict[str, tuple[str, ...]] = {}
+    for stem_id, stem in stems.items():
         inst = stem.get("instrument") if isinstance(stem, dict) else None
-        for name in ([inst] if isinstance(inst, str) else inst or []):
-            if isinstance(name, str) and name.strip():
-                found.add(name.strip().lower())
-    return tuple(sorted(found))
+        names = [inst] if isinstance(inst, str) else inst if isinstance(inst, list) else []
+        out[str(stem_id)] = tuple(n.strip().lower() for n in names
+                                  if isinstance(n, str) and n.strip())
+    return out
+
+
+def _activation_file(data_dir: Path, folder: Path, track: str) -> Path | None:
+    name = f"{track}_ACTIVATION_CONF.lab"
+    return next((p for p in [data_dir / d / name for d in ACTIVATION_DIRS] + [folder / name]
+                 if p.is_file()), None)
 
 
 def read_medleydb(data_dir: Path) -> BenchmarkData:
-    """MedleyDB: ``Audio/<track>/<track>_MIX.wav``; the instruments are those of the stems in
-    ``<track>_METADATA.yaml`` (beside the mix, or in ``Metadata/``)."""
+    """MedleyDB as the paper scores it: ``Audio/<track>/<track>_MIX.wav`` heard from the start
+    of :func:`paper_crop`; the references are the coarse classes (:data:`MEDLEYDB_COARSE`) of
+    the stems (``<track>_METADATA.yaml``, beside the mix or in ``Metadata/``) whose activation
+    confidence (``<track>_ACTIVATION_CONF.lab``, :data:`ACTIVATION_DIRS`) exceeds
+    :data:`ACTIVE_CONFIDENCE` at some time of the crop."""
     import yaml
+
+    from llark.audio import probe_audio
 
     audio_root = _require_dir(data_dir, "--data-dir must be the MedleyDB data set") / "Audio"
     if not audio_root.is_dir():
         raise ConfigError(f"{data_dir}: no Audio/ folder (MedleyDB's layout: "
                           "Audio/<track>/<track>_MIX.wav + <track>_METADATA.yaml)")
-    parsed: list[tuple[str, Path, tuple[str, ...]]] = []
+    items: list[Item] = []
     skipped: list[Skip] = []
+    notes: Counter[str] = Counter()
     for folder in sorted(p for p in audio_root.iterdir() if p.is_dir()):
         track = folder.name
         item_id = f"medleydb:{track}"
@@ -254,22 +405,60 @@ def read_medleydb(data_dir: Path) -> BenchmarkData:
                                 f"or {data_dir / 'Metadata'}"))
             continue
         try:
-            instruments = _stem_instruments(yaml.safe_load(meta_path.read_text()))
+            stems = _stem_labels(yaml.safe_load(meta_path.read_text()))
         except (yaml.YAMLError, ConfigError) as exc:
             skipped.append(Skip(item_id, BAD_ANNOTATION, f"{meta_path}: {exc}"))
             continue
-        if not instruments:
+        if not any(stems.values()):
             skipped.append(Skip(item_id, NO_INSTRUMENTS, f"{meta_path} names no stem instrument"))
             continue
         if not mix.is_file():
             skipped.append(Skip(item_id, NO_AUDIO, f"{mix} is missing"))
             continue
-        parsed.append((item_id, mix, instruments))
-    vocab = sorted({i for _, _, inst in parsed for i in inst})
-    items = tuple(Item(i, mix, Labels(dataset="medleydb", instruments=inst))
-                  for i, mix, inst in parsed)
-    return BenchmarkData(items, tuple(skipped), Vocabulary(instruments={"medleydb": vocab}),
-                         "Audio/*/*_METADATA.yaml")
+        conf_path = _activation_file(data_dir, folder, track)
+        if conf_path is None:
+            skipped.append(Skip(item_id, NO_ACTIVATIONS, f"no {track}_ACTIVATION_CONF.lab in "
+                                + ", ".join(str(data_dir / d) for d in ACTIVATION_DIRS)
+                                + f" or {folder}: the paper counts only the stems active in "
+                                "the crop"))
+            continue
+        try:
+            duration = probe_audio(str(mix)).duration_s
+        except AudioError as exc:
+            skipped.append(Skip(item_id, BAD_AUDIO, f"{type(exc).__name__}: {exc}"))
+            continue
+        try:
+            times, confidence = read_activations(conf_path)
+        except ConfigError as exc:
+            skipped.append(Skip(item_id, BAD_ANNOTATION, f"{conf_path}: {exc}"))
+            continue
+        start, end = paper_crop(duration)
+        in_crop = (times >= start) & (times <= end)
+        classes: set[str] = set()
+        for stem_id, labels in stems.items():
+            if stem_id not in confidence:
+                notes["stem without an activation column (not counted)"] += 1
+                continue
+            if not (confidence[stem_id][in_crop] > ACTIVE_CONFIDENCE).any():
+                notes["stem inactive in the crop"] += 1
+                continue
+            for label in labels:
+                if label not in MEDLEYDB_COARSE:
+                    notes[f"label outside the paper's mapping: {label}"] += 1
+                elif (coarse := MEDLEYDB_COARSE[label]) is None:
+                    notes[f"label the paper does not score: {label}"] += 1
+                else:
+                    classes.add(coarse)
+        if not classes:
+            skipped.append(Skip(item_id, NO_INSTRUMENTS, f"no stem with a scored instrument is "
+                                f"active in {start:g}-{end:g} s ({conf_path})"))
+            continue
+        items.append(Item(item_id, mix, Labels(dataset="medleydb",
+                                               instruments=tuple(sorted(classes))), start_s=start))
+    return BenchmarkData(tuple(items), tuple(skipped),
+                         Vocabulary(instruments={"medleydb": MEDLEYDB_CLASSES}),
+                         "Audio/*/*_METADATA.yaml + *_ACTIVATION_CONF.lab (paper's coarse "
+                         "classes, stems active in the crop)", dict(sorted(notes.items())))
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -303,6 +492,11 @@ def _check_window(audio: Path, start_s: float) -> float:
         raise AudioTooShortError(f"{audio} is {duration:.2f} s long: the window at --start-s "
                                  f"{start_s} is past its end")
     return duration
+
+
+def _item_start(item: Item, start_s: float) -> float:
+    """Where ``item``'s window starts: its own start (MedleyDB's paper crop), else ``start_s``."""
+    return start_s if item.start_s is None else item.start_s
 
 
 class ModelAnswerer:
@@ -339,8 +533,9 @@ class ModelAnswerer:
     def prepare(self, item: Item, task: str) -> Any:
         from model.infer import Request, encode_window
 
-        _check_window(item.audio, self.start_s)
-        frames = encode_window(item.audio, self.encoder, self.sample_rate_hz, self.start_s)
+        start = _item_start(item, self.start_s)
+        _check_window(item.audio, start)
+        frames = encode_window(item.audio, self.encoder, self.sample_rate_hz, start)
         return Request(item.item_id, task, TASK_QUESTIONS[task], frames, labels=item.labels)
 
     def answer(self, prepared: Sequence[Any], task: str) -> list[str]:
@@ -365,9 +560,10 @@ class AnnotatorAnswerer:
         from llark.audio import load_audio
         from llark.windows import DEFAULT_CLIP_SECONDS
 
-        duration = _check_window(item.audio, self.start_s)
-        wave, sr = load_audio(str(item.audio), self.sample_rate_hz, self.start_s,
-                              min(self.start_s + DEFAULT_CLIP_SECONDS, duration))
+        start = _item_start(item, self.start_s)
+        duration = _check_window(item.audio, start)
+        wave, sr = load_audio(str(item.audio), self.sample_rate_hz, start,
+                              min(start + DEFAULT_CLIP_SECONDS, duration))
         result = self.annotate(wave, sr)
         if task == "key":
             return result.key
@@ -428,7 +624,8 @@ def run_benchmark(bench: Benchmark, data: BenchmarkData, answerer: Answerer, lim
         "benchmark": bench.name, "task": bench.task, "answerer": answerer.label,
         "reference_source": data.source, "n_tracks": len(data.items) + len(data.skipped),
         "n_asked": len(items), "n_not_asked_limit": len(data.items) - len(items),
-        "skipped": dict(sorted(Counter(s.reason for s in skipped).items()))})
+        "skipped": dict(sorted(Counter(s.reason for s in skipped).items())),
+        "label_notes": dict(data.notes)})
     return BenchmarkResult(tuple(records), tuple(skipped), metrics)
 
 

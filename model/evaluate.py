@@ -9,10 +9,12 @@
   4 % of the reference; Acc2: within 4 % of the reference times 1, 2, ½, 3 or ⅓
   (:func:`llark.music.tempo_accuracy`, the project's one definition).
 * genre: the answer is searched for the genres of the dataset's vocabulary (every genre label
-  of that dataset in the predictions file); the first one mentioned is the prediction; correct
-  when it is one of the clip's genres. Accuracy.
-* instruments: every instrument of the dataset's vocabulary the answer mentions; precision,
-  recall and F1 against the clip's instruments (micro over all clips, and the mean per clip).
+  of that dataset in the predictions file) as whole words, leaving out denied mentions ("not
+  rock but jazz": :func:`find_terms`); the first one affirmed is the prediction; correct when
+  it is one of the clip's genres. Accuracy.
+* instruments: every instrument of the dataset's vocabulary the answer affirms (the same
+  :func:`find_terms`: "no drums" names none); precision, recall and F1 against the clip's
+  instruments (micro over all clips, and the mean per clip).
 * conversations (``--questions conversations``): token F1 against the reference answer, per family.
 * captions (the ``caption`` family of the conversations): BLEU-1..4, METEOR, ROUGE-L and CIDEr-D
   against the reference captions, offline (``model/captions.py``: the COCO caption toolkit;
@@ -106,24 +108,61 @@ def parse_tempo(text: str) -> float | None:
 
 
 def _term_pattern(term: str) -> re.Pattern:
+    """``term`` as a whole word or phrase: the spaces of a phrase also match ``-`` and nothing
+    ("hip hop" finds "hip-hop" and "hiphop"), a term finds its plural in ``s``/``es``
+    ("piano" finds "pianos"); a term that already ends in ``s`` is matched as written, so
+    "blues" does not find "blue" and "drums" does not find "drum"."""
     t = re.escape(term.lower()).replace(r"\ ", r"[\s\-]*")
-    if term.lower().endswith("s"):
-        t = t[:-1] + "s?"
-    else:
+    if not term.lower().endswith("s"):
         t += "(?:s|es)?"
     return re.compile(rf"(?<![\w]){t}(?![\w])", re.IGNORECASE)
 
 
+#: Words that deny what follows them in their clause ("not rock", "no drums", "neither country
+#: nor disco", "without vocals", "isn't jazz"); "not only"/"not just", "no doubt" and "without
+#: (a) doubt" do not.
+NEGATION = re.compile(r"\b(?:not(?!\s+(?:only|just|merely|simply)\b)|no(?!\s+doubt\b)|neither|"
+                      r"nor|without(?!\s+(?:a\s+)?doubt\b)|never|none|lacks?|lacking|cannot)\b|"
+                      r"n[\'’]t\b", re.IGNORECASE)
+#: Where a denial ends: the end of a sentence or clause (``.;:!?``), a contrast ("but",
+#: "instead", "rather", ...) or a new statement ("it's", "this is", "there are", "sounds like").
+NEGATION_END = re.compile(
+    r"[.;:!?]|\b(?:but|however|instead|rather|though|although|yet|whereas|while)\b|"
+    r"\b(?:it|this|that|there)\s*(?:[\'’]s|is|are)\b|\bsounds?\s+like\b|\bmore\s+like\b",
+    re.IGNORECASE)
+
+
+def _negated(text: str, position: int) -> bool:
+    """Is a mention at ``position`` denied: is the last negation word or negation end before
+    it a negation word?"""
+    last_neg = max((m.end() for m in NEGATION.finditer(text, 0, position)), default=-1)
+    last_end = max((m.end() for m in NEGATION_END.finditer(text, 0, position)), default=-1)
+    return last_neg > last_end
+
+
 def find_terms(text: str, vocabulary: Iterable[str]) -> list[str]:
-    """Vocabulary terms mentioned in ``text``, in order of first mention (longest match wins)."""
+    """Vocabulary terms ``text`` affirms, in order of their first affirmed mention.
+
+    Terms are whole words or phrases (:func:`_term_pattern`); where mentions overlap the longest
+    term wins ("punk rock" over "rock"); a mention inside a denial ("not rock but jazz", "no
+    drums", "neither country nor disco, it's reggae") is not a mention. The one parser of
+    genres and instrument lists for ``llark eval`` and ``llark benchmark``."""
     spans: list[tuple[int, int, str]] = []
     for term in sorted(set(vocabulary), key=lambda v: (-len(v), v)):
         for m in _term_pattern(term).finditer(text):
-            if any(s < m.end() and m.start() < e for s, e, _ in spans):
-                continue
-            spans.append((m.start(), m.end(), term))
-            break
-    return [term for _, _, term in sorted(spans)]
+            if not any(s < m.end() and m.start() < e for s, e, _ in spans):
+                spans.append((m.start(), m.end(), term))
+    found: list[str] = []
+    for start, _, term in sorted(spans):
+        if term not in found and not _negated(text, start):
+            found.append(term)
+    return found
+
+
+def parse_genre(text: str, vocabulary: Iterable[str]) -> str | None:
+    """The genre an answer names: the first vocabulary genre it affirms, or None."""
+    found = find_terms(text, vocabulary)
+    return found[0] if found else None
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -239,8 +278,7 @@ def _evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary,
             scored.append(Scored(r, est, {"acc1": float(a1), "acc2": float(a2),
                                           "parsed": float(est is not None)}))
         elif task == "genre" and labels.get("genres"):
-            found = find_terms(answer, genre_vocab.get(ds, ()))
-            est = found[0] if found else None
+            est = parse_genre(answer, genre_vocab.get(ds, ()))
             scored.append(Scored(r, est, {
                 "correct": float(est is not None and est.lower() in _norm(labels["genres"])),
                 "parsed": float(est is not None)}))

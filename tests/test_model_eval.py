@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from llark.music import tempo_accuracy
-from model.evaluate import evaluate, find_terms, parse_key, parse_tempo, run as eval_run
+from model.evaluate import (evaluate, find_terms, parse_genre, parse_key, parse_tempo,
+                            run as eval_run)
 from model.infer import run as infer_run
 from model.train import run as train_run
 from tests.shard_factory import make_shard_set
@@ -62,10 +63,56 @@ def test_tempo_accuracies():
 
 def test_find_terms_in_order_longest_first():
     vocab = ["rock", "punk rock", "piano", "drums", "hip hop"]
-    assert find_terms("Punk rock with drum and a Piano; hip-hop beats", vocab) == \
+    assert find_terms("Punk rock with drums and a Piano; hip-hop beats", vocab) == \
         ["punk rock", "drums", "piano", "hip hop"]
     assert find_terms("pianos", vocab) == ["piano"]
     assert find_terms("rockabilly", vocab) == []
+
+
+GTZAN = ["blues", "classical", "country", "disco", "hip hop", "jazz", "metal", "pop", "reggae",
+         "rock"]
+
+
+@pytest.mark.parametrize("text,genre", [
+    ("not rock but jazz", "jazz"),
+    ("It's neither country nor disco, it's reggae.", "reggae"),
+    ("This isn't rock; it is metal.", "metal"),
+    ("A blue, melancholy mood.", None),                  # "blue" is not blues
+    ("The blues.", "blues"),
+    ("hip hop", "hip hop"), ("Hip-hop", "hip hop"), ("hiphop", "hip hop"),
+    ("Not only rock but also pop.", "rock"),            # "not only" denies nothing
+    ("There is no jazz here.", None),
+    ("Without a doubt, pop.", "pop"),                   # an idiom, not a denial
+    ("No doubt it is rock.", "rock"),
+    ("Not rock, jazz or blues: reggae.", "reggae"),     # a comma does not end the denial
+    ("Classical, maybe rock.", "classical"),
+    ("Popular music, rock.", "rock"),                   # "popular" is not pop
+])
+def test_parse_genre_respects_negation_and_word_boundaries(text, genre):
+    assert parse_genre(text, GTZAN) == genre
+
+
+def test_find_terms_leaves_out_denied_instruments():
+    vocab = ["drum", "bass", "guitar", "vocals", "piano"]
+    assert find_terms("electric guitar, drums, bass and male vocals", vocab) == \
+        ["guitar", "drum", "bass", "vocals"]
+    assert find_terms("Piano and bass, no drums.", vocab) == ["piano", "bass"]
+    assert find_terms("There are no drums or guitars, but a piano.", vocab) == ["piano"]
+    assert find_terms("A piano without vocals. Drums come in later.", vocab) == ["piano", "drum"]
+    # a term denied once and named later is named
+    assert find_terms("No guitar at first; then a guitar solo.", vocab) == ["guitar"]
+
+
+def test_eval_scores_genre_and_instruments_through_the_same_parser():
+    records = [rec("genre", "Not rock but jazz.", genres=["jazz"]),          # 1 (was rock: 0)
+               rec("genre", "blue and slow", genres=["blues"]),             # 0 (was blues: 1)
+               rec("genre", "Rock.", genres=["rock"]),                      # 1
+               rec("instruments", "piano, no drums", instruments=["piano"]),  # tp 1, fp 0
+               rec("instruments", "drums", instruments=["piano", "drums"])]   # tp 1, fn 1
+    m, _ = evaluate(records)
+    assert m["genre"]["accuracy"] == pytest.approx(2 / 3)
+    assert m["instruments"]["micro_precision"] == 1.0
+    assert m["instruments"]["micro_recall"] == pytest.approx(2 / 3)
 
 
 # ---------------------------------------------------------------- metrics

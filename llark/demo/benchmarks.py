@@ -10,6 +10,8 @@ synthesized songs of known key, tempo, style and instruments.
     DIR/gtzan/genres/<genre>/<genre>.000NN.wav              22.05 kHz mono, as GTZAN
     DIR/medleydb/Audio/<track>/<track>_MIX.wav              + <track>_METADATA.yaml (stems with
                                                             their instrument)
+    DIR/medleydb/Annotations/Instrument_Activations/ACTIVATION_CONF/<track>_ACTIVATION_CONF.lab
+                                                            (every stem plays throughout: 1.0)
 
 The references are the songs' exact truth: the key and tempo the synthesizer played, the GTZAN
 genre of the song's style (pop, rock, jazz, hip hop, classical: the five styles GTZAN shares
@@ -36,7 +38,10 @@ GTZAN_OF_STYLE: Final[dict[str, str]] = {"pop": "pop", "rock": "rock", "jazz": "
 #: synthesizer instrument -> MedleyDB's instrument label (others keep their name)
 MEDLEYDB_NAMES: Final[dict[str, str]] = {
     "drums": "drum set", "electric guitar": "clean electric guitar", "contrabass": "double bass",
-    "synth lead": "synthesizer", "synth pad": "synthesizer", "synth bass": "synthesizer"}
+    "synth lead": "synthesizer", "synth pad": "synthesizer", "synth bass": "synthesizer",
+    "string ensemble": "string section"}
+#: MedleyDB's activation confidence hop: 2048 samples at 44.1 kHz (medleydb's activation_conf)
+ACTIVATION_HOP_S: Final[float] = 2048 / 44100
 
 
 def _song(rng: np.random.Generator, seconds: float, style: str | None = None) -> tuple:
@@ -94,6 +99,13 @@ def write_medleydb(root: Path, tracks: int, seconds: float, seed: int) -> None:
         meta = {"artist": "Synth", "title": f"Song {n}", "genre": spec.style,
                 "mix_filename": f"{track}_MIX.wav", "stems": stems, "version": "synthetic"}
         (folder / f"{track}_METADATA.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+        # the synthesizer's parts all play from start to end: confidence 1.0 for every stem
+        conf = root / "Annotations" / "Instrument_Activations" / "ACTIVATION_CONF"
+        conf.mkdir(parents=True, exist_ok=True)
+        times = np.arange(0.0, len(audio) / SAMPLE_RATE_HZ, ACTIVATION_HOP_S)
+        rows = [f"{t:.4f}," + ",".join("1.0000" for _ in stems) for t in times]
+        (conf / f"{track}_ACTIVATION_CONF.lab").write_text(
+            "time," + ",".join(stems) + "\n" + "\n".join(rows) + "\n")
 
 
 WRITERS: Final = {"giantsteps-key": write_giantsteps_key,
