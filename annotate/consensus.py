@@ -10,12 +10,15 @@ parameters are the committed ``annotate/fusion_params.json`` written by
   octave relation to madmom's bar-model beat level per meter (no tempo prior).
 * **Beats, downbeats, meter** (:func:`resolve_beats`): madmom's DBN beats when their grid
   matches the consensus tempo; every 2nd or 3rd of them (in the phase of madmom's downbeats,
-  which are kept) when madmom tracked 2 or 3 times faster; otherwise essentia's beats when theirs does, numbered in whole
-  bars with the phase of madmom's downbeats and madmom's meter carried to that beat level
+  which are kept) when madmom tracked 2 or 3 times faster; otherwise essentia's beats when
+  theirs does, numbered in whole bars with the phase of madmom's downbeats and madmom's meter carried to that beat level
   (:func:`meter_at_level`), except where madmom tracked faster than the consensus: its bars
   are then shorter than a bar at the consensus level, cannot fix a whole bar's phase, and its
   downbeats are kept as they are; otherwise madmom's. essentia has no bar model. The meter
   confidence is madmom's meter probability, calibrated.
+* **The octave guard** (:func:`annotate.fusion.guarded_pick`): the tempo logit's pick replaces
+  madmom's tempo only where the fitted probability that leaving it is right reaches
+  ``FusionParams.octave_threshold``.
 * **Key** (:func:`annotate.fusion.fuse_key`): a conditional logit over the 24 keys of madmom's
   CNN log-probabilities, five essentia key profiles, the HPCP profile correlation and the
   chords' fit to each key, with a calibrated confidence that is low on non-music.

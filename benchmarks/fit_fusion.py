@@ -1,12 +1,15 @@
 """Fit the consensus fusion (annotate/fusion.py) on the real-music development set.
 
-    python -m benchmarks.fit_fusion [--cache .cache/devset] [--folds 5]
+    python -m benchmarks.fit_fusion [--cache .cache/devset [--cache MORE]] [--folds 5]
         [--out annotate/fusion_params.json]
     python -m benchmarks.fit_fusion --tempo-study   # extra tempo-octave features, nested CV
 
 Reads the cached raw backend answers (``python -m benchmarks.devset`` builds them; no model
-runs here), reports a cross-validation over pieces (every rendering of a piece stays in one
-fold; every fold is printed), then fits on the whole set and writes the parameters.
+runs here; ``--cache`` repeats to join caches), chooses the fit's configuration
+(:class:`FitConfig`) by leave-one-kind-out (``benchmarks/loko.py``), reports a cross-validation
+over pieces with it (every rendering of a piece stays in one fold; every fold is printed) and
+a nested leave-one-kind-out table per kind, then fits on the whole set and writes the
+parameters.
 
 The fit, in order (each step on the training folds only):
 
@@ -95,15 +98,17 @@ ONSET_TEMPO_FEATURES = ("onsets_per_beat", "onsets_per_beat_sq", "onset_period",
 
 @dataclass(frozen=True)
 class FitConfig:
-    """The choices of the fit that leave-one-kind-out selects (``benchmarks/loko.py``)."""
+    """The choices of the fit that leave-one-kind-out selects (``benchmarks/loko.py``); the
+    defaults are what it chose on the development set (2026-12-08), so ``annotate_accuracy
+    --real`` cross-validates the committed configuration."""
 
-    tempo_l2: float = doc("L2 of the tempo conditional logit", default=L2)
+    tempo_l2: float = doc("L2 of the tempo conditional logit", default=1.0)
     tempo_features: tuple[str, ...] = doc(
         "the TEMPO_FEATURES the tempo logit may use (the others weigh 0)",
         default=TEMPO_FEATURES)
     octave_threshold: float = doc(
         "probability of 'leaving madmom's tempo is right' the logit's pick needs to replace "
-        "madmom's tempo (0: always; above 1: never)", default=0.0)
+        "madmom's tempo (0: always; above 1: never)", default=0.7)
 
     def __post_init__(self) -> None:
         unknown = set(self.tempo_features) - set(TEMPO_FEATURES)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from annotate.consensus import ConsensusConfig, combine, from_single
-from annotate.fusion import TEMPO_FEATURES, FusionParams
+from annotate.fusion import TEMPO_FEATURES, FusionParams, ece
 from annotate.types import ClipAnalysis
 from benchmarks.annotate_accuracy import METRICS, confidences, mean_scores, score
 from benchmarks.fit_fusion import (
@@ -39,7 +39,6 @@ from benchmarks.fit_fusion import (
     tempo_hits,
     tempo_items,
 )
-from annotate.fusion import ece
 
 #: Readable names of the development set's kinds.
 KIND_NAMES = {"bach": "chorales", "essen": "folk songs", "ryans": "fiddle tunes",
@@ -51,6 +50,8 @@ TEMPO_FEATURE_SETS = (TEMPO_FEATURES,
                       tuple(n for n in TEMPO_FEATURES if n not in ONSET_TEMPO_FEATURES))
 #: 0: the logit's pick always wins (the fit before issue 20); above 1: madmom's always does.
 OCTAVE_THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
+#: The fit before issue 20: no octave guard, L2 0.01, every tempo feature.
+UNGUARDED = FitConfig(tempo_l2=1e-2, tempo_features=TEMPO_FEATURES, octave_threshold=0.0)
 #: The metrics of the LOKO table: METRICS and the ECE of the key and tempo confidences.
 ECE_FIELDS = ("key", "tempo")
 
@@ -117,9 +118,9 @@ def print_selection(sel: Selection, title: str) -> None:
     print(f"  {'madmom alone':<58}{np.mean(list(sel.madmom.values())):>7.3f}"
           + "".join(f"{sel.madmom[k]:>9.3f}" for k in kinds))
     top = sorted(sel.scores, key=lambda c: -sel.balanced(c))[:10]
-    unguarded = [c for c in sel.scores if c == FitConfig() and c not in top]
+    unguarded = [c for c in sel.scores if c == UNGUARDED and c not in top]
     for c in top + unguarded:
-        mark = " *" if c == sel.chosen else (" (the fit before issue 20)" if c == FitConfig()
+        mark = " *" if c == sel.chosen else (" (the fit before issue 20)" if c == UNGUARDED
                                              else "")
         print(f"  {c.describe() + mark:<58}{sel.balanced(c):>7.3f}"
               + "".join(f"{sel.scores[c][k][0]:>9.3f}" for k in kinds))
