@@ -884,12 +884,17 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
                               dict[str, Any] | Callable[[], dict[str, Any]] | TallyCounts
                               | None],
               force: bool = False, max_error_rate: float = 1.0,
-              inputs_count: int | None = None) -> StageResult:
+              inputs_count: int | None = None,
+              after_job: Callable[[str], None] | None = None) -> StageResult:
     """Run ``build`` as one transaction into ``output``; print a summary; check the error rate.
 
     ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index:
     a dict, a :class:`TallyCounts` (called with the pipeline's counters), or a no-argument
     callable called after the pipeline has finished and before the commit.
+
+    ``after_job(staging)``, when given, is called once the job has finished and its
+    :data:`FINISHED_FILE` is written, just before the commit: the point from which a launcher
+    that stops loses nothing (the tests stop the process there).
 
     With ``--dry_run`` (Beam's TestOptions; DataflowRunner only) the job is built, its size is
     printed and nothing is written: ``build`` stages what it must (e.g. the task plan) in a local
@@ -942,6 +947,8 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
         counts = counts()
     # From here on the job's work survives this process: a rerun commits it (see commit)
     write_finished(staging, stage, tallies, counts or {}, cfg)
+    if after_job is not None:
+        after_job(staging)
     index = commit(stage, record, output, staging, cfg, counts, max_error_rate, inputs_count,
                    tallies)
     result = StageResult(index, output, False)
@@ -968,6 +975,9 @@ def _commit_finished(stage: str, record: str, output: str, cfg: Any, max_error_r
     with another config, and is redone)."""
     found = finished_staging(output)
     if found is None:
+        return None
+    if _exists(_join(output, REJECTED_INDEX_FILE)):
+        # its commit already refused it (and stopped before removing the staging): redo it
         return None
     staging, marker = found
     if marker.get("stage") != stage or marker.get("config") != _config_dict(cfg):
