@@ -1,12 +1,16 @@
 """What every Beam stage shares: options, dead letters, and the commit that makes a stage a
 transaction.
 
-A stage writes its records, dead letters and skip notes under ``{output}/_staging/{run_id}/``.
-When the pipeline has finished, :func:`commit` moves the Parquet files to
-``{output}/part-NNNNN.parquet`` and the dead letters to ``{output}/_dead_letter/{stage}/``,
-counts everything, and writes ``_index.json`` last. A folder with an index is complete and a
-rerun does nothing; a folder without one is cleaned and redone, so an interrupted run never
-leaves duplicates. All file access goes through Beam's ``FileSystems`` so ``gs://`` outputs work
+A stage writes its records, dead letters and skip notes under ``{output}/_staging/{run_id}/``;
+its writers record each file's rows, bytes and sha256 as they write it (``written/``), and the
+workers count and sample the dead letters and skips (``notes/``). When the pipeline has
+finished, the launcher writes ``_finished.json`` there, then :func:`commit` moves the Parquet
+files to ``{output}/part-NNNNN.parquet``, the dead letters to ``{output}/_dead_letter/{stage}/``
+and the skip manifest to ``{output}/_skipped/{stage}/``, builds the index from the manifests and
+summaries alone (it never opens an output file), and writes ``_index.json`` last. A folder with
+an index is complete and a rerun does nothing; a finished but uncommitted staging folder of the
+same config is committed by the rerun; anything else is cleaned and redone, so an interrupted
+run never leaves duplicates. All file access goes through Beam's ``FileSystems`` so ``gs://`` outputs work
 the same as local ones.
 
 Counts come out of the pipeline: DoFns count with :func:`tally` (Beam metrics), dead letters
@@ -288,8 +292,10 @@ class CountSkippedFn(beam.DoFn):
 
 def write_dead_letters(lines: beam.PCollection, label: str, staging: str,
                        counted: bool = False) -> None:
-    """Dead letters (JSON lines) → ``{staging}/dead/{label}-*.jsonl``, counted by type on the
-    way (``counted``: already counted where they were made, by :class:`ToDeadLetterFn`)."""
+    """Dead letters (JSON lines), counted by type on the way (``counted``: already counted where
+    they were made, by :class:`ToDeadLetterFn`) → inside :func:`run_stage`, the stage's one
+    dead-letter file and summary (:func:`_write_notes`); otherwise (a pipeline built by hand)
+    ``{staging}/dead/{label}-*.jsonl``."""
     name = label.replace(" ", "_").replace(":", "-")
     if not counted:
         lines = lines | f"{label}:Count" >> beam.ParDo(CountDeadFn())
