@@ -71,54 +71,68 @@ def real_parquet(path: Path, approx_bytes: int) -> None:
     pq.write_table(table, path, compression="none")
 
 
-def lay_out(staging: Path, files: int, file_bytes: int, real: bool) -> dict[str, int]:
-    """The staging folder a finished job leaves; returns its pipeline counters."""
+def lay_out(staging: str, files: int, file_bytes: int, real: bool) -> dict[str, int]:
+    """The staging folder a finished job leaves (a local folder or a ``gs://`` prefix);
+    returns its pipeline counters."""
+    from apache_beam.io.filesystems import FileSystems
+
     from pipelines.stage import (DEAD_NOTES, NOTES_DIR, SKIP_NOTES, WRITER_ROWS, WRITTEN_DIR,
                                  WrittenFile)
 
-    data = staging / "data"
-    data.mkdir(parents=True)
-    (staging / WRITTEN_DIR).mkdir()
-    template = staging / "template.parquet"
+    remote = "://" in staging
+
+    def put(rel: str, data: bytes) -> None:
+        path = FileSystems.join(staging, rel)
+        if not remote:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with FileSystems.create(path) as f:
+            f.write(data)
+
+    template = b""
     if real:
-        real_parquet(template, file_bytes)
-        size = template.stat().st_size
-    with open(staging / WRITTEN_DIR / "WriteRecords.jsonl", "w") as manifest:
-        for _ in range(files):
-            name = f"part-{uuid.uuid4().hex}.parquet"
-            if real:
-                shutil.copyfile(template, data / name)
-            else:
-                with open(data / name, "wb") as f:
-                    f.truncate(file_bytes)
-                size = file_bytes
-            manifest.write(WrittenFile(f"data/{name}", ROWS_PER_FILE, size,
-                                       uuid.uuid4().hex * 2).to_json() + "\n")
-    if real:
-        template.unlink()
+        local = Path(f"/tmp/llark-commit-template-{uuid.uuid4().hex}.parquet")
+        real_parquet(local, file_bytes)
+        template = local.read_bytes()
+        local.unlink()
+    os.makedirs(os.path.join(staging, "data"), exist_ok=True) if not remote else None
+    lines = []
+    for _ in range(files):
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        if real:
+            put(f"data/{name}", template)
+            size = len(template)
+        elif remote:                       # objects hold their bytes (small files only)
+            put(f"data/{name}", bytes(file_bytes))
+            size = file_bytes
+        else:                              # sparse: B bytes long, no disk used
+            with open(os.path.join(staging, "data", name), "wb") as f:
+                f.truncate(file_bytes)
+            size = file_bytes
+        lines.append(WrittenFile(f"data/{name}", ROWS_PER_FILE, size,
+                                 uuid.uuid4().hex * 2).to_json())
+    put(f"{WRITTEN_DIR}/WriteRecords.jsonl", ("\n".join(lines) + "\n").encode())
     n_notes = max(1, files // 100)
     counters = {WRITER_ROWS: files * ROWS_PER_FILE}
-    for kind, keys, field, prefix in ((DEAD_NOTES, DEAD_TYPES, "error_type", "dead_letters/"),
-                                      (SKIP_NOTES, SKIP_REASONS, "reason", "skipped/")):
-        (staging / kind).mkdir()
-        (staging / NOTES_DIR).mkdir(exist_ok=True)
+    for kind, keys, prefix in ((DEAD_NOTES, DEAD_TYPES, "dead_letters/"),
+                               (SKIP_NOTES, SKIP_REASONS, "skipped/")):
         per_key: dict[str, list[dict]] = {k: [] for k in keys}
-        with open(staging / kind / "all.jsonl", "w") as f:
-            for i in range(n_notes):
-                key = keys[i % len(keys)]
-                note = ({"stage": "bench", "id": f"folder:{i:07d}", "error_type": key,
-                         "message": "audio file not found: /data/x.wav", "input_uri": ""}
-                        if kind == DEAD_NOTES else
-                        {"stage": "bench", "id": f"folder:{i:07d}", "reason": key})
-                per_key[key].append(note)
-                f.write(json.dumps(note, sort_keys=True) + "\n")
-        with open(staging / NOTES_DIR / f"{kind}.jsonl", "w") as f:
-            for key, notes in per_key.items():
-                if notes:
-                    sample = ([json.dumps(n, sort_keys=True) for n in notes[:5]]
-                              if kind == DEAD_NOTES else [n["id"] for n in notes[:5]])
-                    f.write(json.dumps({"key": key, "count": len(notes), "sample": sample}) + "\n")
-                    counters[prefix + key] = len(notes)
+        for i in range(n_notes):
+            key = keys[i % len(keys)]
+            note = ({"stage": "bench", "id": f"folder:{i:07d}", "error_type": key,
+                     "message": "audio file not found: /data/x.wav", "input_uri": ""}
+                    if kind == DEAD_NOTES else
+                    {"stage": "bench", "id": f"folder:{i:07d}", "reason": key})
+            per_key[key].append(note)
+        put(f"{kind}/all.jsonl", "".join(json.dumps(n, sort_keys=True) + "\n"
+                                         for notes in per_key.values() for n in notes).encode())
+        summary = []
+        for key, notes in per_key.items():
+            if notes:
+                sample = ([json.dumps(n, sort_keys=True) for n in notes[:5]]
+                          if kind == DEAD_NOTES else [n["id"] for n in notes[:5]])
+                summary.append(json.dumps({"key": key, "count": len(notes), "sample": sample}))
+                counters[prefix + key] = len(notes)
+        put(f"{NOTES_DIR}/{kind}.jsonl", ("\n".join(summary) + "\n").encode())
     return counters
 
 
@@ -138,14 +152,20 @@ def load_stage(rev: str | None):
     return module
 
 
-def one(root: Path, files: int, file_bytes: int, real: bool, rev: str | None) -> dict:
-    """One measured commit (run in its own process)."""
+def one(root: str, files: int, file_bytes: int, real: bool, rev: str | None,
+        proxy_log: str | None) -> dict:
+    """One measured commit (run in its own process). ``proxy_log``: the log of the
+    :class:`tests.object_stores.RecordingProxy` the ``gs://`` client goes through."""
+    from apache_beam.io.filesystems import FileSystems
+
     stage = load_stage(rev)
     results = []
     for n in (10, files):                  # the first commit warms up imports and code paths
-        out = root / f"out-{n}-{uuid.uuid4().hex[:6]}"
-        staging = out / "_staging" / "run"
+        out = FileSystems.join(root, f"out-{n}-{uuid.uuid4().hex[:6]}")
+        staging = FileSystems.join(out, "_staging", "run")
         counters = lay_out(staging, n, file_bytes, real)
+        if proxy_log:
+            Path(proxy_log).write_text("")
         if rev is not None:                # the old commit read staged dead letters / skips
             counters = {k: v for k, v in counters.items() if not k.startswith("llark_writer")}
         tallies = stage.Tallies(counters)
@@ -161,7 +181,14 @@ def one(root: Path, files: int, file_bytes: int, real: bool, rev: str | None) ->
         io1 = io_counters()
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         assert index.total_rows == n * ROWS_PER_FILE and len(index.shards) == n
-        results.append({"files": n, "file_bytes": file_bytes,
+        served = requests = 0
+        if proxy_log:
+            for line in Path(proxy_log).read_text().splitlines():
+                if line.strip():
+                    requests += 1
+                    served += json.loads(line)["body_bytes"]
+        results.append({"store": "gcs-emulator" if proxy_log else "local",
+                        "http_requests": requests, "http_body_bytes": served,"files": n, "file_bytes": file_bytes,
                         "data_bytes": sum(e.bytes for e in index.shards),
                         "code": rev or "this", "real_parquet": real,
                         "read_bytes": io1["rchar"] - io0["rchar"],
@@ -169,7 +196,10 @@ def one(root: Path, files: int, file_bytes: int, real: bool, rev: str | None) ->
                         "py_peak_mb": round(peak / 2**20, 1),
                         "rss_growth_mb": round((rss1 - rss0) / 1024, 1),
                         "wall_s": round(wall, 2)})
-        shutil.rmtree(out)
+        if proxy_log:
+            FileSystems.delete([m.path for m in FileSystems.match([out + "/**"])[0].metadata_list])
+        else:
+            shutil.rmtree(out)
     return results[-1]
 
 
@@ -179,40 +209,71 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file-bytes", default="1024", help="comma-separated bytes per file")
     ap.add_argument("--dir", default="/tmp/llark-commit-index")
     ap.add_argument("--real-parquet", action="store_true")
+    ap.add_argument("--store", choices=("local", "gcs"), default="local",
+                    help="gcs: a gcp-storage-emulator bucket on 127.0.0.1 behind the tests' "
+                         "recording proxy (tests/object_stores.py); read bytes = HTTP response "
+                         "bodies the launcher received")
     ap.add_argument("--baseline", metavar="REV", help="also measure the commit of this revision")
     ap.add_argument("--json", help="append each result as a JSON line to this file")
     ap.add_argument("--one", nargs=3, metavar=("FILES", "BYTES", "REV"), help=argparse.SUPPRESS)
+    ap.add_argument("--proxy-log", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     root = Path(args.dir)
     real = args.real_parquet or args.baseline is not None
     if args.one:
-        root.mkdir(parents=True, exist_ok=True)
         rev = None if args.one[2] == "-" else args.one[2]
-        print(json.dumps(one(root, int(args.one[0]), int(args.one[1]), real, rev)))
+        where = args.dir if "://" in args.dir else str(root)
+        if "://" not in where:
+            root.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(one(where, int(args.one[0]), int(args.one[1]), real, rev,
+                             args.proxy_log)))
         return 0
+    env = dict(os.environ)
+    servers = []
+    if args.store == "gcs":
+        import tempfile
+
+        from tests.object_stores import (GCS_BUCKET, RecordingProxy, gcs_env,
+                                         start_gcs_emulator, write_emulator_credentials)
+
+        log_dir = Path(tempfile.mkdtemp(prefix="llark-commit-index-"))
+        server = start_gcs_emulator(log_dir)
+        proxy = RecordingProxy(server.port, log_dir)
+        servers = [proxy, server]
+        env.update(gcs_env(proxy.endpoint, write_emulator_credentials(log_dir / "adc.json")))
+        remote_root = f"gs://{GCS_BUCKET}/commit-index-{uuid.uuid4().hex[:8]}"
     revs = ["-"] + ([args.baseline] if args.baseline else [])
-    print("| code | files | bytes/file | data MB | read KB | read KB / 1,000 files | read calls "
-          "| py peak MB | RSS growth MB | wall s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| store | code | files | bytes/file | data MB | read KB | read KB / 1,000 files "
+          "| read calls (local) / HTTP requests (gcs) | py peak MB | RSS growth MB | wall s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for files in (int(x) for x in args.files.split(",")):
         for file_bytes in (int(x) for x in args.file_bytes.split(",")):
             for rev in revs:
-                cmd = [sys.executable, "-m", "benchmarks.commit_index", "--dir", str(root),
+                cmd = [sys.executable, "-m", "benchmarks.commit_index", "--dir",
+                       remote_root if servers else str(root),
                        "--one", str(files), str(file_bytes), rev]
                 if real:
                     cmd.append("--real-parquet")
-                line = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True,
-                                      text=True).stdout.strip().splitlines()[-1]
+                if servers:
+                    cmd += ["--proxy-log", str(servers[0].log_path)]
+                done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+                if done.returncode:
+                    raise SystemExit(done.stderr[-3000:])
+                line = done.stdout.strip().splitlines()[-1]
                 r = json.loads(line)
                 if args.json:
                     with open(args.json, "a") as f:
                         f.write(line + "\n")
-                print(f"| {r['code']} | {r['files']:,} | {r['file_bytes']:,} | "
-                      f"{r['data_bytes'] / 1e6:,.1f} | {r['read_bytes'] / 1e3:,.1f} | "
-                      f"{r['read_bytes'] / 1e3 / (r['files'] / 1000):,.1f} | "
-                      f"{r['read_calls']:,} | {r['py_peak_mb']} | {r['rss_growth_mb']} | "
+                read = r["http_body_bytes"] if servers else r["read_bytes"]
+                calls = r["http_requests"] if servers else r["read_calls"]
+                print(f"| {r['store']} | {r['code']} | {r['files']:,} | {r['file_bytes']:,} | "
+                      f"{r['data_bytes'] / 1e6:,.1f} | {read / 1e3:,.1f} | "
+                      f"{read / 1e3 / (r['files'] / 1000):,.1f} | {calls:,} | {r['py_peak_mb']} | {r['rss_growth_mb']} | "
                       f"{r['wall_s']} |", flush=True)
     shutil.rmtree(root, ignore_errors=True)
+    if servers:
+        proxy.close()
+        server.stop()
     return 0
 
 

@@ -56,6 +56,7 @@ logging.getLogger().addFilter(_QuietBeamNoise())
 
 import apache_beam as beam  # noqa: E402  (after the filter, which must see its import warning)
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.io.filesystem import BeamIOError  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
 from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions  # noqa: E402
@@ -709,30 +710,29 @@ def _sizes(pattern: str) -> dict[str, int]:
 
 def _move_parts(output: str, staging: str) -> list[ShardEntry]:
     """Move the files the writers' manifests name to ``{output}/part-NNNNN.parquet`` and return
-    their index entries, from the manifests alone. Resumable: a file an earlier, interrupted
-    commit already moved is found in place (by name and size) and not moved again."""
+    their index entries, from the manifests alone. The staged files are not even listed (on an
+    object store a listing costs ~1 KB per object); only ``{output}/part-*.parquet`` is, which
+    is empty unless an earlier, interrupted commit moved some already: those are found in place
+    (by name and size) and not moved again."""
     written = [WrittenFile.from_json(line)
                for path in _list(_join(staging, WRITTEN_DIR, "*.jsonl"))
                for line in _iter_lines(path)]
     written.sort(key=lambda w: w.path)
-    staged = _sizes(_join(staging, "data", "*"))
     placed = _sizes(_join(output, "part-*.parquet"))
     sources, destinations, entries = [], [], []
     for n, w in enumerate(written):
         name = f"part-{n:05d}.parquet"
-        src = w.path.rsplit("/", 1)[-1]
-        if src in staged:
-            if staged[src] != w.bytes:
-                raise UnaccountedError(f"{_join(staging, w.path)}: {staged[src]} bytes, its "
-                                       f"writer wrote {w.bytes} (a bug; please report it)")
+        if placed.get(name) != w.bytes:
             sources.append(_join(staging, w.path))
             destinations.append(_join(output, name))
-        elif placed.get(name) != w.bytes:
-            raise UnaccountedError(f"{_join(staging, w.path)}: named by the writers' manifest "
-                                   "but missing (a bug; please report it)")
         entries.append(ShardEntry(name, w.rows, w.bytes, w.sha256))
     if sources:
-        FileSystems.rename(sources, destinations)
+        try:
+            FileSystems.rename(sources, destinations)
+        except BeamIOError as exc:
+            raise UnaccountedError(f"{staging}: files named by the writers' manifests could not "
+                                   f"be moved into place (a bug; please report it): {exc}") \
+                from exc
     return entries
 
 
