@@ -3,7 +3,8 @@
 Works on the output of any stage (a folder with ``_index.json``) or on a folder of them (for
 example ``demo-out/`` after ``make demo``). Prints per set: record type, schema version, rows,
 rows per dataset and split (and per family / encoder where the records have them), skipped
-records by reason, dead letters by error type with one example message, and a sample record.
+records by reason with the first names of each (from the skip manifest ``_skipped/``; bounded by
+``--skipped-names``), dead letters by error type with one example message, and a sample record.
 A set whose stage refused to commit (``_index.rejected.json``, too many dead letters) is shown
 as REJECTED with its counts, its dead letters and the flag that would let it commit.
 ``--report FILE.html`` writes the HTML report with plots (see :mod:`pipelines.report`).
@@ -12,6 +13,7 @@ as REJECTED with its counts, its dead letters and the flag that would let it com
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -25,11 +27,15 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from llark import storage
-from pipelines.schema import DEAD_LETTER_DIR, INDEX_FILE, DeadLetter, ShardIndex
+from pipelines.schema import DEAD_LETTER_DIR, INDEX_FILE, SKIPPED_DIR, DeadLetter, ShardIndex
 from pipelines.stage import REJECTED_INDEX_FILE, percent
 
 GROUP_COLUMNS = ("dataset", "split", "family", "encoder", "backend")
 SAMPLE_TEXT_LIMIT = 160
+#: Names shown per skip reason unless ``--skipped-names`` says otherwise.
+SKIPPED_NAMES = 5
+#: Bytes read at a time from a skip manifest (it is streamed, never read whole).
+READ_CHUNK = 1 << 20
 
 
 @dataclass
@@ -47,6 +53,10 @@ class SetSummary:
     problem: str = ""
     rejected: ShardIndex | None = None    # the index of a run that refused to commit
     advice: tuple[str, ...] = ()          # what to do about ``problem``
+    # per skip reason: the smallest ``skipped_names`` record / file names of the skip manifest,
+    # and how many names the manifest holds
+    skipped_names: dict[str, list[str]] = field(default_factory=dict)
+    skipped_listed: Counter = field(default_factory=Counter)
 
 
 def find_sets(root: Path | str) -> list[Path | str]:
@@ -79,9 +89,38 @@ def _shorten(value: Any) -> Any:
     return value
 
 
-def summarize(path: Path | str) -> SetSummary:
+def iter_lines(path: Path | str) -> Any:
+    """Non-empty lines of a (possibly remote) text file, read :data:`READ_CHUNK` at a time."""
+    rest = b""
+    with storage.open_input(path) as f:
+        while block := f.read(READ_CHUNK):
+            *lines, rest = (rest + block).split(b"\n")
+            yield from (line.decode("utf-8") for line in lines if line.strip())
+    if rest.strip():
+        yield rest.decode("utf-8")
+
+
+def skipped_names(path: Path | str, limit: int) -> tuple[dict[str, list[str]], Counter]:
+    """From the skip manifests under ``{path}/_skipped/``: per reason, the ``limit`` smallest
+    names (streamed; memory bounded by ``limit`` per reason) and how many names there are."""
+    names: dict[str, list[str]] = {}
+    listed: Counter = Counter()
+    for manifest in storage.list_files(storage.join(path, SKIPPED_DIR), "*.jsonl"):
+        for line in iter_lines(manifest):
+            note = json.loads(line)
+            reason, name = str(note["reason"]), str(note["id"])
+            listed[reason] += 1
+            kept = names.setdefault(reason, [])
+            if limit > 0 and (len(kept) < limit or name < kept[-1]):
+                bisect.insort(kept, name)
+                del kept[limit:]
+    return names, listed
+
+
+def summarize(path: Path | str, skipped_limit: int = SKIPPED_NAMES) -> SetSummary:
     """One set's summary; ``path`` may be local or a ``gs://``/``s3://`` prefix (Parquet is read
-    through range requests: footers, and only the grouping columns and one row group)."""
+    through range requests: footers, and only the grouping columns and one row group; the skip
+    manifest is streamed, keeping ``skipped_limit`` names per reason)."""
     index = None
     summary = SetSummary(path, None)
     if storage.is_file(storage.join(path, INDEX_FILE)):
@@ -115,6 +154,7 @@ def summarize(path: Path | str) -> SetSummary:
                 d = DeadLetter.from_json(line)
                 summary.dead_letters[d.error_type] += 1
                 summary.dead_examples.setdefault(d.error_type, d)
+    summary.skipped_names, summary.skipped_listed = skipped_names(path, skipped_limit)
     return summary
 
 
@@ -173,7 +213,7 @@ def format_summary(s: SetSummary, root: Path | str, show_schema: bool = False) -
         for k, v in sorted(counted.counts.items()):
             lines.append(f"  {k}: {v}")
         for reason, n in sorted(counted.skipped.items()):
-            lines.append(f"  skipped ({reason}): {n}")
+            lines.append(f"  skipped ({reason}): {n}" + _skipped_examples(s, reason, counted))
     for et, n in sorted(s.dead_letters.items()):
         ex = s.dead_examples[et]
         lines.append(f"  dead letters {et}: {n}  e.g. {ex.id or '?'}: {ex.message[:120]}")
@@ -185,12 +225,25 @@ def format_summary(s: SetSummary, root: Path | str, show_schema: bool = False) -
     return "\n".join(lines)
 
 
+def _skipped_examples(s: SetSummary, reason: str, idx: ShardIndex) -> str:
+    shown = s.skipped_names.get(reason) or []
+    if not shown:
+        return ""
+    more = s.skipped_listed[reason] - len(shown)
+    where = f"{SKIPPED_DIR}/{idx.stage}/"
+    return ("  e.g. " + ", ".join(shown)
+            + (f" (+{more} more in {where})" if more > 0 else f" (all in {where})"))
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llark inspect", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
     parser.add_argument("path", help="a stage output folder, or a folder of them")
     parser.add_argument("--schema", action="store_true", help="print each set's Arrow schema")
     parser.add_argument("--report", help="also write a self-contained HTML report here")
+    parser.add_argument("--skipped-names", type=int, default=SKIPPED_NAMES, metavar="N",
+                        help="names shown per skip reason, smallest first, from the skip "
+                             f"manifest {SKIPPED_DIR}/ (0 hides them; default {SKIPPED_NAMES})")
     args = parser.parse_args(argv)
     root: Path | str = args.path.rstrip("/") if storage.is_remote(args.path) else Path(args.path)
     if not storage.exists(root):
@@ -201,7 +254,7 @@ def run(argv: list[str] | None = None) -> int:
         print(f"llark inspect: no shard sets (folders with {INDEX_FILE} or part-*.parquet) "
               f"under {root}", file=sys.stderr)
         return 1
-    summaries = [summarize(p) for p in sets]
+    summaries = [summarize(p, args.skipped_names) for p in sets]
     for s in summaries:
         print(format_summary(s, root, args.schema))
         print()

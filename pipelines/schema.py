@@ -30,6 +30,9 @@ from llark.music import Beat, ChordSegment   # the music vocabulary's types, sto
 SCHEMA_VERSION = "1.0"
 INDEX_FILE = "_index.json"
 DEAD_LETTER_DIR = "_dead_letter"
+#: ``{set}/_skipped/{stage}/part-*.jsonl``: one :class:`Skipped` note per record or file a stage
+#: skipped (the skip manifest; kept by the commit, shown by ``llark inspect``).
+SKIPPED_DIR = "_skipped"
 DATASETS = ("musiccaps", "magnatagatune", "fma", "musicnet", "folder")
 SPLITS = ("train", "validation", "test", "eval")
 FAMILIES = ("mir", "caption", "reasoning")
@@ -516,7 +519,7 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 
 # --------------------------------------------------------------------------- shard index
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ShardEntry:
     path: str                         # relative to the shard-set folder
     rows: int
@@ -538,6 +541,10 @@ class ShardIndex:
     counts: dict[str, Any] = field(default_factory=dict)         # stage-specific tallies
     config: dict[str, Any] = field(default_factory=dict)         # the resolved config
     created_at: str = ""
+    # a bounded sample per error type / skip reason, chosen on the workers (the commit never
+    # reads the dead letters or skip notes themselves): dead letters as dicts, skips as ids
+    dead_letter_samples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    skipped_samples: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)

@@ -87,10 +87,14 @@ from pipelines.stage import (
     parse_stage_args,
     read_complete_index,
     read_input_rows,
+    WRITER_ROWS,
+    HashingWriter,
+    WrittenFile,
     run_stage,
     skipped_json,
     tally,
     with_dead_letters,
+    write_manifest,
 )
 
 STAGE = "shards"
@@ -303,17 +307,21 @@ class WriteShardFn(beam.DoFn):
         self._staging = staging
         self._group_bytes = row_group_mb << 20
 
-    def process(self, element: tuple[int, Iterable[dict]]) -> None:
+    def process(self, element: tuple[int, Iterable[dict]]) -> Iterable[str]:
         shard, rows = element
-        path = FileSystems.join(self._staging, "data", f"part-{shard:05d}.parquet")
+        rel = f"data/part-{shard:05d}.parquet"
+        path = FileSystems.join(self._staging, rel)
         buffer: list[dict] = []
-        buffered = 0
-        with FileSystems.create(path) as stream:
+        buffered = n_rows = 0
+        # checksum and size as written: the commit reads the manifest, not the shard
+        with HashingWriter(FileSystems.create(path)) as stream:
             writer = open_shard_writer(stream)
             for row in rows:
                 buffer.append(row)
                 buffered += row_bytes(row)
                 tally("rows")
+                tally(WRITER_ROWS)
+                n_rows += 1
                 tally("rows_without_annotation", int(row["annotation"] is None))
                 tally("conversations", len(row["conversations"]))
                 for conv in row["conversations"]:
@@ -327,6 +335,7 @@ class WriteShardFn(beam.DoFn):
                 tally("row_groups")
             writer.close()
         tally("shards")
+        yield WrittenFile(rel, n_rows, stream.size, stream.sha256).to_json()
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -390,10 +399,11 @@ def build_shards(pipeline: beam.Pipeline, cfg: ShardsConfig, staging: str) -> Sh
         inputs["annotation"] = pipeline | "NoAnnotations" >> beam.Create([])
     joined = inputs | "JoinByClip" >> beam.CoGroupByKey()
     rows = with_dead_letters(joined, "Join", JoinFn(spec, cfg.splits, n_shards), STAGE, staging)
-    (rows
-     | "GroupByShard" >> beam.GroupByKey()
-     | "WriteShards" >> beam.ParDo(WriteShardFn(staging, min(cfg.row_group_mb,
-                                                              cfg.target_shard_mb))))
+    written = (rows
+               | "GroupByShard" >> beam.GroupByKey()
+               | "WriteShards" >> beam.ParDo(WriteShardFn(staging, min(cfg.row_group_mb,
+                                                                        cfg.target_shard_mb))))
+    write_manifest(written, staging, "WriteShards")
     return ShardsCounts(
         inputs_clips=count_input_rows(cfg.clips),
         inputs_annotations=count_input_rows(cfg.annotations) if cfg.annotations else 0,

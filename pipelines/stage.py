@@ -1,12 +1,16 @@
 """What every Beam stage shares: options, dead letters, and the commit that makes a stage a
 transaction.
 
-A stage writes its records, dead letters and skip notes under ``{output}/_staging/{run_id}/``.
-When the pipeline has finished, :func:`commit` moves the Parquet files to
-``{output}/part-NNNNN.parquet`` and the dead letters to ``{output}/_dead_letter/{stage}/``,
-counts everything, and writes ``_index.json`` last. A folder with an index is complete and a
-rerun does nothing; a folder without one is cleaned and redone, so an interrupted run never
-leaves duplicates. All file access goes through Beam's ``FileSystems`` so ``gs://`` outputs work
+A stage writes its records, dead letters and skip notes under ``{output}/_staging/{run_id}/``;
+its writers record each file's rows, bytes and sha256 as they write it (``written/``), and the
+workers count and sample the dead letters and skips (``notes/``). When the pipeline has
+finished, the launcher writes ``_finished.json`` there, then :func:`commit` moves the Parquet
+files to ``{output}/part-NNNNN.parquet``, the dead letters to ``{output}/_dead_letter/{stage}/``
+and the skip manifest to ``{output}/_skipped/{stage}/``, builds the index from the manifests and
+summaries alone (it never opens an output file), and writes ``_index.json`` last. A folder with
+an index is complete and a rerun does nothing; a finished but uncommitted staging folder of the
+same config is committed by the rerun; anything else is cleaned and redone, so an interrupted
+run never leaves duplicates. All file access goes through Beam's ``FileSystems`` so ``gs://`` outputs work
 the same as local ones.
 
 Counts come out of the pipeline: DoFns count with :func:`tally` (Beam metrics), dead letters
@@ -23,7 +27,10 @@ Each stage module (``pipelines/<stage>.py``) provides module-level DoFns and a
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime as dt
+import hashlib
+import io
 import json
 import logging
 import os
@@ -49,6 +56,7 @@ logging.getLogger().addFilter(_QuietBeamNoise())
 
 import apache_beam as beam  # noqa: E402  (after the filter, which must see its import warning)
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.io.filesystem import BeamIOError  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
 from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions  # noqa: E402
@@ -59,11 +67,11 @@ from pipelines.schema import (
     DEAD_LETTER_DIR,
     INDEX_FILE,
     SCHEMA_VERSION,
+    SKIPPED_DIR,
     DeadLetter,
     ShardEntry,
     ShardIndex,
     Skipped,
-    sha256_stream,
 )
 
 log = logging.getLogger("llark")
@@ -285,11 +293,17 @@ class CountSkippedFn(beam.DoFn):
 
 def write_dead_letters(lines: beam.PCollection, label: str, staging: str,
                        counted: bool = False) -> None:
-    """Dead letters (JSON lines) → ``{staging}/dead/{label}-*.jsonl``, counted by type on the
-    way (``counted``: already counted where they were made, by :class:`ToDeadLetterFn`)."""
+    """Dead letters (JSON lines), counted by type on the way (``counted``: already counted where
+    they were made, by :class:`ToDeadLetterFn`) → inside :func:`run_stage`, the stage's one
+    dead-letter file and summary (:func:`_write_notes`); otherwise (a pipeline built by hand)
+    ``{staging}/dead/{label}-*.jsonl``."""
     name = label.replace(" ", "_").replace(":", "-")
     if not counted:
         lines = lines | f"{label}:Count" >> beam.ParDo(CountDeadFn())
+    sink = _NOTE_SINKS.get(staging)
+    if sink is not None:          # inside run_stage: one file and one summary per stage
+        sink[DEAD_NOTES].append(lines)
+        return
     # skip_if_empty: no file for no lines (Beam's S3 writer cannot finish an empty object: a
     # multipart upload with no part is refused with MalformedXML, by moto and by S3 alike)
     lines | f"{label}:Write" >> beam.io.WriteToText(f"{staging}/dead/{name}",
@@ -320,25 +334,254 @@ def with_dead_letters(pcoll: beam.PCollection, label: str, fn: beam.DoFn, stage:
                        >> beam.ParDo(ToDeadLetterFn(stage)), f"{label}:Failed", staging,
                        counted=True)
     write_dead_letters(results[DEAD_TAG], f"{label}:Direct", staging)
-    (results[SKIP_TAG] | f"{label}:CountSkipped" >> beam.ParDo(CountSkippedFn())
-     | f"{label}:WriteSkipped" >> beam.io.WriteToText(
-        f"{staging}/skipped/{label.replace(' ', '_')}", file_name_suffix=".jsonl",
-        skip_if_empty=True))
+    skipped = results[SKIP_TAG] | f"{label}:CountSkipped" >> beam.ParDo(CountSkippedFn())
+    sink = _NOTE_SINKS.get(staging)
+    if sink is not None:
+        sink[SKIP_NOTES].append(skipped)
+    else:
+        skipped | f"{label}:WriteSkipped" >> beam.io.WriteToText(
+            f"{staging}/skipped/{label.replace(' ', '_')}", file_name_suffix=".jsonl",
+            skip_if_empty=True)
     return results["main"]
+
+
+# --------------------------------------------------------------------------- writers
+
+#: ``{staging}/written/*.jsonl``: one :class:`WrittenFile` line per data file a writer closed.
+WRITTEN_DIR = "written"
+#: ``{staging}/notes/{dead,skipped}.jsonl``: per error type / skip reason, a count and a sample.
+NOTES_DIR = "notes"
+DEAD_NOTES, SKIP_NOTES = "dead", "skipped"
+#: ``{staging}/_finished.json``: the job finished; its counters, counts and config. A staging
+#: folder holding it is committed by the next run instead of being redone.
+FINISHED_FILE = "_finished.json"
+#: Counter of the rows the writers wrote (checked against their manifests at commit).
+WRITER_ROWS = "llark_writer/rows"
+#: Examples kept per error type / skip reason, and the length their texts are cut to.
+SAMPLE_SIZE = 5
+SAMPLE_TEXT = 300
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only stream that passes bytes on to ``raw`` and keeps their sha256 and count,
+    so a writer knows its file's checksum and size when it closes it (nothing is read back)."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:       # type: ignore[override]
+        view = memoryview(data)
+        self._raw.write(view)
+        self._hash.update(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        if not self.closed:
+            self._raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()           # flushes first
+            self._raw.close()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """What a writer hands on for each file it wrote: its path relative to the staging folder,
+    rows, bytes and sha256, computed as it wrote. The commit builds the index from these."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> "WrittenFile":
+        return cls(**json.loads(line))
+
+
+class WriteParquetFn(beam.DoFn):
+    """Records (objects with ``to_row``, or row dicts) → one Parquet file per bundle under
+    ``{staging}/data/``, row groups of about ``row_group_bytes``; yields the file's
+    :class:`WrittenFile` line when the bundle ends. A retried bundle's file is never named in a
+    committed manifest, so the commit ignores it (and removes it with the staging folder)."""
+
+    def __init__(self, staging: str, schema: Any, row_group_bytes: int = 64 << 20,
+                 batch_rows: int = 64) -> None:
+        self._staging = staging
+        self._schema = schema
+        self._group_bytes = row_group_bytes
+        self._batch_rows = batch_rows
+
+    def start_bundle(self) -> None:
+        self._stream: HashingWriter | None = None
+        self._writer: Any = None
+        self._rel = ""
+        self._rows: list[dict] = []
+        self._batches: list[Any] = []
+        self._batch_bytes = 0
+        self._written = 0
+
+    def process(self, record: Any) -> None:
+        if self._stream is None:
+            import pyarrow.parquet as pq
+
+            self._rel = f"data/part-{uuid.uuid4().hex}.parquet"
+            self._stream = HashingWriter(FileSystems.create(_join(self._staging, self._rel)))
+            self._writer = pq.ParquetWriter(self._stream, self._schema, compression="none",
+                                            use_compliant_nested_type=False)
+        self._rows.append(record if isinstance(record, dict) else record.to_row())
+        if len(self._rows) >= self._batch_rows:
+            self._flush_rows()
+        if self._batch_bytes >= self._group_bytes:
+            self._flush_group()
+        tally(WRITER_ROWS)
+
+    def _flush_rows(self) -> None:
+        import pyarrow as pa
+
+        if self._rows:
+            batch = pa.RecordBatch.from_pylist(self._rows, schema=self._schema)
+            self._batches.append(batch)
+            self._batch_bytes += batch.nbytes
+            self._written += len(self._rows)
+            self._rows = []
+
+    def _flush_group(self) -> None:
+        import pyarrow as pa
+
+        if self._batches:
+            self._writer.write_table(pa.Table.from_batches(self._batches, schema=self._schema))
+            self._batches, self._batch_bytes = [], 0
+
+    def finish_bundle(self) -> Iterable[Any]:
+        if self._stream is None:
+            return
+        from apache_beam.transforms.window import GlobalWindows
+
+        self._flush_rows()
+        self._flush_group()
+        self._writer.close()
+        self._stream.close()
+        done = WrittenFile(self._rel, self._written, self._stream.size, self._stream.sha256)
+        self._stream = None
+        yield GlobalWindows.windowed_value(done.to_json())
+
+
+def write_manifest(lines: beam.PCollection, staging: str, label: str) -> None:
+    """:class:`WrittenFile` lines → ``{staging}/written/{label}.jsonl`` (one file)."""
+    lines | f"{label}:Manifest" >> beam.io.WriteToText(
+        _join(staging, WRITTEN_DIR, _file_label(label)), file_name_suffix=".jsonl",
+        num_shards=1, shard_name_template="", skip_if_empty=True)
+
+
+def _file_label(label: str) -> str:
+    return label.replace(" ", "_").replace(":", "-").replace("/", "-")
 
 
 def write_records(pcoll: beam.PCollection, schema: Any, staging: str,
                   label: str = "WriteRecords", row_group_mb: int = 64) -> None:
-    """Records (objects with ``to_row``) → Parquet under the staging prefix."""
-    (pcoll | f"{label}:ToRow" >> beam.Map(_to_row)
-     | label >> beam.io.WriteToParquet(f"{staging}/data/part", schema,
-                                       file_name_suffix=".parquet",
-                                       row_group_buffer_size=row_group_mb << 20,
-                                       record_batch_size=64))
+    """Records (objects with ``to_row``) → Parquet under ``{staging}/data/``, with the files'
+    rows, sizes and checksums in ``{staging}/written/`` (computed on the workers)."""
+    written = pcoll | label >> beam.ParDo(WriteParquetFn(staging, schema, row_group_mb << 20))
+    write_manifest(written, staging, label)
 
 
-def _to_row(record: Any) -> dict:
-    return record.to_row()
+# --------------------------------------------------------------------------- notes
+
+#: While :func:`run_stage` builds a stage: staging folder → its dead-letter and skip-note
+#: PCollections, written once per stage by :func:`_write_notes` (one file each + a summary).
+_NOTE_SINKS: dict[str, dict[str, list[beam.PCollection]]] = {}
+
+
+def _short(text: Any) -> str:
+    text = str(text)
+    return text if len(text) <= SAMPLE_TEXT else text[:SAMPLE_TEXT] + "…"
+
+
+def dead_note_key(line: str) -> tuple[str, str]:
+    """A dead letter → ``(error_type, its shortened JSON)``."""
+    d = json.loads(line)
+    short = {k: _short(v) for k, v in d.items()}
+    return str(d["error_type"]), json.dumps(short, ensure_ascii=False, sort_keys=True)
+
+
+def skip_note_key(line: str) -> tuple[str, str]:
+    """A skip note → ``(reason, the skipped record's id)``."""
+    d = json.loads(line)
+    return str(d["reason"]), _short(d["id"])
+
+
+class NoteSummaryFn(beam.CombineFn):
+    """Per key: how many notes, and the :data:`SAMPLE_SIZE` smallest of them (a deterministic,
+    bounded sample, merged on the workers)."""
+
+    def create_accumulator(self) -> list:
+        return [0, []]
+
+    def add_input(self, acc: list, item: str) -> list:
+        acc[0] += 1
+        acc[1] = _smallest(acc[1] + [item])
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[list]) -> list:
+        count, sample = 0, []
+        for n, s in accs:
+            count += n
+            sample = _smallest(sample + s)
+        return [count, sample]
+
+    def extract_output(self, acc: list) -> list:
+        return acc
+
+
+def _smallest(items: list[str]) -> list[str]:
+    return sorted(set(items))[:SAMPLE_SIZE]
+
+
+def note_summary_json(item: tuple[str, list]) -> str:
+    key, (count, sample) = item
+    return json.dumps({"key": key, "count": count, "sample": sample}, ensure_ascii=False)
+
+
+def _write_notes(pipeline: beam.Pipeline, staging: str,
+                 sinks: Mapping[str, list[beam.PCollection]]) -> None:
+    """A stage's dead letters → ``{staging}/dead/all.jsonl``, its skip notes →
+    ``{staging}/skipped/all.jsonl`` (the skip manifest), and per type / reason a count and a
+    sample → ``{staging}/notes/{dead,skipped}.jsonl``: all made on the workers."""
+    for kind, key in ((DEAD_NOTES, dead_note_key), (SKIP_NOTES, skip_note_key)):
+        pcolls = sinks.get(kind) or []
+        if not pcolls:
+            continue
+        label = f"Notes:{kind}"
+        lines = (pcolls[0] if len(pcolls) == 1
+                 else tuple(pcolls) | f"{label}:Flatten" >> beam.Flatten())
+        lines | f"{label}:Write" >> beam.io.WriteToText(
+            _join(staging, kind, "all"), file_name_suffix=".jsonl", num_shards=1,
+            shard_name_template="", skip_if_empty=True)
+        (lines | f"{label}:Key" >> beam.Map(key)
+         | f"{label}:Summarize" >> beam.CombinePerKey(NoteSummaryFn())
+         | f"{label}:ToJson" >> beam.Map(note_summary_json)
+         | f"{label}:WriteSummary" >> beam.io.WriteToText(
+             _join(staging, NOTES_DIR, kind), file_name_suffix=".jsonl", num_shards=1,
+             shard_name_template="", skip_if_empty=True))
 
 
 # --------------------------------------------------------------------------- commit
@@ -387,16 +630,17 @@ def _write_text(path: str, text: str) -> None:
         f.write(text.encode("utf-8"))
 
 
-def _sha256(path: str) -> tuple[str, int]:
+def _iter_lines(path: str, chunk: int = 1 << 20) -> Iterable[str]:
+    """Non-empty lines of a text file, read in chunks (never whole in memory)."""
+    rest = b""
     with FileSystems.open(path) as f:
-        return sha256_stream(f)
-
-
-def _parquet_rows(path: str) -> int:
-    import pyarrow.parquet as pq
-
-    with FileSystems.open(path) as f:
-        return pq.ParquetFile(f).metadata.num_rows
+        while block := f.read(chunk):
+            *lines, rest = (rest + block).split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield line.decode("utf-8")
+    if rest.strip():
+        yield rest.decode("utf-8")
 
 
 def read_complete_index(output: str) -> ShardIndex | None:
@@ -407,13 +651,16 @@ def read_complete_index(output: str) -> ShardIndex | None:
 
 
 def clean_incomplete(output: str) -> int:
-    """Remove what an interrupted run left (parts, dead letters, staging). Returns files removed."""
+    """Remove what an interrupted run left (parts, dead letters, skip notes, staging). Returns
+    files removed."""
     doomed = (_list(_join(output, "part-*.parquet")) + _list(_join(output, STAGING_DIR, "**"))
               + _list(_join(output, DEAD_LETTER_DIR, "**"))
+              + _list(_join(output, SKIPPED_DIR, "**"))
               + _list(_join(output, REJECTED_INDEX_FILE)))
     if doomed:
         FileSystems.delete(doomed)
-    for folder in (_join(output, STAGING_DIR), _join(output, DEAD_LETTER_DIR)):
+    for folder in (_join(output, STAGING_DIR), _join(output, DEAD_LETTER_DIR),
+                   _join(output, SKIPPED_DIR)):
         _remove_empty_local_dirs(folder)
     return len(doomed)
 
@@ -434,88 +681,173 @@ def _remove_empty_local_dirs(folder: str) -> None:
 REJECTED_INDEX_FILE = "_index.rejected.json"
 
 
+@dataclass(frozen=True)
+class NoteSummary:
+    """Per error type (dead letters) or reason (skips): the count and the workers' sample."""
+
+    counts: dict[str, int]
+    samples: dict[str, list[str]]
+
+
+def read_note_summary(staging: str, kind: str) -> NoteSummary:
+    """``{staging}/notes/{kind}.jsonl`` (absent: nothing of that kind was written)."""
+    counts: dict[str, int] = {}
+    samples: dict[str, list[str]] = {}
+    path = _join(staging, NOTES_DIR, f"{kind}.jsonl")
+    if _exists(path):
+        for line in _iter_lines(path):
+            d = json.loads(line)
+            counts[d["key"]] = counts.get(d["key"], 0) + int(d["count"])
+            samples[d["key"]] = _smallest(samples.get(d["key"], []) + list(d["sample"]))
+    return NoteSummary(dict(sorted(counts.items())), dict(sorted(samples.items())))
+
+
+def _sizes(pattern: str) -> dict[str, int]:
+    """File name → size of the files matching ``pattern`` (one listing; no file is read)."""
+    return {m.path.rstrip("/").rsplit("/", 1)[-1]: int(m.size_in_bytes)
+            for m in FileSystems.match([pattern])[0].metadata_list}
+
+
+def _move_parts(output: str, staging: str) -> list[ShardEntry]:
+    """Move the files the writers' manifests name to ``{output}/part-NNNNN.parquet`` and return
+    their index entries, from the manifests alone. The staged files are not even listed (on an
+    object store a listing costs ~1 KB per object); only ``{output}/part-*.parquet`` is, which
+    is empty unless an earlier, interrupted commit moved some already: those are found in place
+    (by name and size) and not moved again."""
+    written = [WrittenFile.from_json(line)
+               for path in _list(_join(staging, WRITTEN_DIR, "*.jsonl"))
+               for line in _iter_lines(path)]
+    written.sort(key=lambda w: w.path)
+    placed = _sizes(_join(output, "part-*.parquet"))
+    sources, destinations, entries = [], [], []
+    for n, w in enumerate(written):
+        name = f"part-{n:05d}.parquet"
+        if placed.get(name) != w.bytes:
+            sources.append(_join(staging, w.path))
+            destinations.append(_join(output, name))
+        entries.append(ShardEntry(name, w.rows, w.bytes, w.sha256))
+    if sources:
+        try:
+            FileSystems.rename(sources, destinations)
+        except BeamIOError as exc:
+            raise UnaccountedError(f"{staging}: files named by the writers' manifests could not "
+                                   f"be moved into place (a bug; please report it): {exc}") \
+                from exc
+    return entries
+
+
+def _move_notes(output: str, staging: str, stage: str) -> None:
+    """The stage's one dead-letter file and its skip manifest go to ``_dead_letter/{stage}/``
+    and ``_skipped/{stage}/`` (renamed, not read)."""
+    for kind, folder in ((DEAD_NOTES, DEAD_LETTER_DIR), (SKIP_NOTES, SKIPPED_DIR)):
+        src = _join(staging, kind, "all.jsonl")
+        if _exists(src):
+            dest = _join(output, folder, stage, "part-00000.jsonl")
+            if "://" not in dest:     # object stores need no folder
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+            FileSystems.rename([src], [dest])
+
+
+def write_finished(staging: str, stage: str, tallies: Tallies, counts: Mapping[str, Any],
+                   cfg: Any) -> None:
+    """Record that the job of ``staging`` finished, with what the commit needs (the pipeline's
+    counters are gone once the launcher is): a rerun commits such a staging folder."""
+    _write_text(_join(staging, FINISHED_FILE), json.dumps({
+        "stage": stage, "tallies": dict(tallies.counters), "counts": dict(counts),
+        "config": _config_dict(cfg),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+        sort_keys=True, default=str))
+
+
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(to_dict(cfg), default=str)) if cfg is not None else {}
+
+
+def finished_staging(output: str) -> tuple[str, dict[str, Any]] | None:
+    """The staging folder of an earlier run whose job finished but was not committed, and its
+    :data:`FINISHED_FILE`; ``None`` when there is none."""
+    for path in reversed(_list(_join(output, STAGING_DIR, "*", FINISHED_FILE))):
+        try:
+            marker = json.loads(_read_text(path))
+        except ValueError:        # a torn write: not finished
+            continue
+        return path[:-len(FINISHED_FILE)].rstrip("/"), marker
+    return None
+
+
 def commit(stage: str, record: str, output: str, staging: str, cfg: Any,
            counts: dict[str, Any] | None = None, max_error_rate: float = 1.0,
            inputs_count: int | None = None, tallies: Tallies | None = None) -> ShardIndex:
-    """Move staged files into place, count them, write ``_index.json`` last.
+    """Move staged files into place and write ``_index.json`` last, reading only what the
+    workers wrote about their output (never the output itself).
 
-    Dead letters and skips are counted by the pipeline (``tallies``); the staged dead-letter
-    files are gathered into ``_dead_letter/{stage}/`` and must hold exactly as many lines as
-    were counted. Without ``tallies`` (a pipeline run elsewhere) the files are counted here.
+    Parts: rows, sizes and sha256 come from the writers' manifests (``{staging}/written/``).
+    Dead letters and skip notes: one file each, renamed to ``_dead_letter/{stage}/`` and
+    ``_skipped/{stage}/``; their counts per type / reason and a bounded sample come from the
+    workers' summaries (``{staging}/notes/``) and must equal the pipeline's counters
+    (``tallies``; without them the summaries are the counts). A commit interrupted half-way is
+    resumed by the next run (files already moved are found in place).
 
     When more than ``max_error_rate`` of the inputs were dead-lettered, or when the counts
     leave inputs ``unaccounted`` (neither written, skipped nor dead-lettered), the set is not
     marked complete: the index goes to ``_index.rejected.json`` (parts and dead letters stay for
     inspection), so a rerun redoes the stage instead of reporting it done.
     """
-    staged = [p for p in _list(_join(staging, "data", "part*")) if p.endswith(".parquet")]
-    entries = []
-    total = 0
-    sources, destinations = [], []
-    for n, path in enumerate(staged):
-        dest = _join(output, f"part-{n:05d}.parquet")
-        sources.append(path)
-        destinations.append(dest)
-    if sources:
-        FileSystems.rename(sources, destinations)
-    for dest in destinations:
-        rows = _parquet_rows(dest)
-        digest, size = _sha256(dest)
-        entries.append(ShardEntry(dest.rsplit("/", 1)[-1], rows, size, digest))
-        total += rows
-
-    dead_lines = [line for path in _list(_join(staging, "dead", "*"))
-                  for line in _read_text(path).splitlines() if line.strip()]
-    if dead_lines:
-        _write_text(_join(output, DEAD_LETTER_DIR, stage, "part-00000.jsonl"),
-                    "\n".join(sorted(dead_lines)) + "\n")
+    entries = _move_parts(output, staging)
+    total = sum(e.rows for e in entries)
+    dead, skips = read_note_summary(staging, DEAD_NOTES), read_note_summary(staging, SKIP_NOTES)
+    _move_notes(output, staging, stage)
     if tallies is None:
-        tallies = _count_staged_notes(staging, dead_lines)
+        tallies = Tallies({**{DEAD_PREFIX + k: v for k, v in dead.counts.items()},
+                           **{SKIP_PREFIX + k: v for k, v in skips.counts.items()},
+                           WRITER_ROWS: total})
     dead_counts, skip_counts = tallies.dead_letters, tallies.skipped
-    if len(dead_lines) != sum(dead_counts.values()):
-        raise UnaccountedError(
-            f"[{stage}] the pipeline counted {sum(dead_counts.values())} dead letters but "
-            f"{len(dead_lines)} were written under {staging}/dead/ (a bug; please report it)")
+    for what, counted, summed in (("dead letters", dead_counts, dead.counts),
+                                  ("skip notes", skip_counts, skips.counts),
+                                  ("rows", {"": tallies.get(WRITER_ROWS)}, {"": total})):
+        if {k: v for k, v in counted.items() if v} != {k: v for k, v in summed.items() if v}:
+            raise UnaccountedError(
+                f"[{stage}] the pipeline counted {what} {counted} but its writers wrote "
+                f"{summed} under {staging}/ (a bug; please report it)")
 
     index = ShardIndex(
         schema_version=SCHEMA_VERSION, record=record, stage=stage, shards=tuple(entries),
         total_rows=total, dead_letters=dict(sorted(dead_counts.items())),
         skipped=dict(sorted(skip_counts.items())), counts=counts or {},
         config=to_dict(cfg) if cfg is not None else {},
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    leftovers = _list(_join(staging, "**"))
-    if leftovers:
-        FileSystems.delete(leftovers)
-    _remove_empty_local_dirs(_join(output, STAGING_DIR))
-    dead = sum(dead_counts.values())
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        dead_letter_samples={k: [json.loads(x) for x in v] for k, v in dead.samples.items()},
+        skipped_samples=skips.samples)
+    n_dead = sum(dead_counts.values())
     n_in = inputs_count if inputs_count is not None else index.counts.get("inputs")
-    if n_in and dead / n_in > max_error_rate:
-        _write_text(_join(output, REJECTED_INDEX_FILE), index.to_json())
-        raise ErrorRateExceeded(error_rate_message(stage, output, dead, n_in, max_error_rate,
-                                                   dead_counts))
     unaccounted = int(index.counts.get("unaccounted", 0) or 0)
+    if n_in and n_dead / n_in > max_error_rate:
+        _write_text(_join(output, REJECTED_INDEX_FILE), index.to_json())
+        _remove_staging(output, staging)
+        raise ErrorRateExceeded(error_rate_message(stage, output, n_dead, n_in, max_error_rate,
+                                                   dead_counts))
     if unaccounted:
         _write_text(_join(output, REJECTED_INDEX_FILE), index.to_json())
+        _remove_staging(output, staging)
         raise UnaccountedError(
             f"[{stage}] {unaccounted} input(s) were neither written, skipped nor dead-lettered "
             f"(counts: {json.dumps(index.counts, sort_keys=True)}); the output is NOT marked "
             "complete (a bug; please report it)")
     _write_text(_join(output, INDEX_FILE), index.to_json())
+    _remove_staging(output, staging)
     return index
 
 
-def _count_staged_notes(staging: str, dead_lines: list[str]) -> Tallies:
-    """Tallies from the staged files, for a commit without the pipeline's counters."""
-    sums: dict[str, int] = {}
-    for line in dead_lines:
-        name = DEAD_PREFIX + json.loads(line)["error_type"]
-        sums[name] = sums.get(name, 0) + 1
-    for path in _list(_join(staging, "skipped", "*")):
-        for line in _read_text(path).splitlines():
-            if line.strip():
-                name = SKIP_PREFIX + json.loads(line)["reason"]
-                sums[name] = sums.get(name, 0) + 1
-    return Tallies(sums)
+def _remove_staging(output: str, staging: str) -> None:
+    """Delete a committed staging folder: the finished marker first (a half-deleted folder is
+    never taken for a finished job), then the plan, retried bundles' files, manifests, notes."""
+    marker = _join(staging, FINISHED_FILE)
+    if _exists(marker):
+        FileSystems.delete([marker])
+    leftovers = _list(_join(staging, "**"))
+    if leftovers:
+        FileSystems.delete(leftovers)
+    _remove_empty_local_dirs(_join(output, STAGING_DIR))
 
 
 def percent(part: int, whole: int) -> str:
@@ -558,12 +890,17 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
                               dict[str, Any] | Callable[[], dict[str, Any]] | TallyCounts
                               | None],
               force: bool = False, max_error_rate: float = 1.0,
-              inputs_count: int | None = None) -> StageResult:
+              inputs_count: int | None = None,
+              after_job: Callable[[str], None] | None = None) -> StageResult:
     """Run ``build`` as one transaction into ``output``; print a summary; check the error rate.
 
     ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index:
     a dict, a :class:`TallyCounts` (called with the pipeline's counters), or a no-argument
     callable called after the pipeline has finished and before the commit.
+
+    ``after_job(staging)``, when given, is called once the job has finished and its
+    :data:`FINISHED_FILE` is written, just before the commit: the point from which a launcher
+    that stops loses nothing (the tests stop the process there).
 
     With ``--dry_run`` (Beam's TestOptions; DataflowRunner only) the job is built, its size is
     printed and nothing is written: ``build`` stages what it must (e.g. the task plan) in a local
@@ -579,11 +916,19 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     if existing is not None and not force:
         print(f"[{stage}] {output} is complete ({existing.total_rows} rows); nothing to do "
               "(use --force to redo)", file=sys.stderr)
+        leftovers = _list(_join(output, STAGING_DIR, "**"))   # a commit stopped after its index
+        if leftovers:
+            FileSystems.delete(leftovers)
+            _remove_empty_local_dirs(_join(output, STAGING_DIR))
         return StageResult(existing, output, True)
     if existing is not None:
         # --force: the index goes first, so a run killed mid-way never leaves an index that
         # names parts already deleted
         FileSystems.delete([_join(output, INDEX_FILE)])
+    elif not force:
+        resumed = _commit_finished(stage, record, output, cfg, max_error_rate, inputs_count)
+        if resumed is not None:
+            return resumed
     rejected = _exists(_join(output, REJECTED_INDEX_FILE))
     removed = clean_incomplete(output)
     if existing is not None:
@@ -597,7 +942,7 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     staging = _join(output, STAGING_DIR, uuid.uuid4().hex[:12])
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     pipeline = beam.Pipeline(options=options)
-    counts = build(pipeline, staging)
+    counts = _build(pipeline, staging, build)
     run = pipeline.run()
     run.wait_until_finish()
     tallies = pipeline_tallies(run)
@@ -606,8 +951,50 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     elif callable(counts):
         # Counts that need the finished run, read from what was staged.
         counts = counts()
+    # From here on the job's work survives this process: a rerun commits it (see commit)
+    write_finished(staging, stage, tallies, counts or {}, cfg)
+    if after_job is not None:
+        after_job(staging)
     index = commit(stage, record, output, staging, cfg, counts, max_error_rate, inputs_count,
                    tallies)
+    result = StageResult(index, output, False)
+    print_summary(stage, result)
+    return result
+
+
+def _build(pipeline: beam.Pipeline, staging: str, build: Callable) -> Any:
+    """``build(pipeline, staging)``, then the stage's dead letters and skip notes, gathered
+    from every step, written once (:func:`_write_notes`)."""
+    _NOTE_SINKS[staging] = {DEAD_NOTES: [], SKIP_NOTES: []}
+    try:
+        counts = build(pipeline, staging)
+        _write_notes(pipeline, staging, _NOTE_SINKS[staging])
+    finally:
+        _NOTE_SINKS.pop(staging, None)
+    return counts
+
+
+def _commit_finished(stage: str, record: str, output: str, cfg: Any, max_error_rate: float,
+                     inputs_count: int | None) -> StageResult | None:
+    """Commit the staging of an earlier run whose job finished but whose launcher stopped
+    before (or while) committing it; ``None`` when there is none to commit (or it was made
+    with another config, and is redone)."""
+    found = finished_staging(output)
+    if found is None:
+        return None
+    if _exists(_join(output, REJECTED_INDEX_FILE)):
+        # its commit already refused it (and stopped before removing the staging): redo it
+        return None
+    staging, marker = found
+    if marker.get("stage") != stage or marker.get("config") != _config_dict(cfg):
+        print(f"[{stage}] the finished but uncommitted job in {staging} ran with another "
+              "config; redoing it", file=sys.stderr)
+        return None
+    print(f"[{stage}] the job in {staging} finished at {marker.get('finished_at')} but was "
+          "not committed (the launcher stopped); committing it instead of redoing it",
+          file=sys.stderr)
+    index = commit(stage, record, output, staging, cfg, marker.get("counts") or {},
+                   max_error_rate, inputs_count, Tallies(marker.get("tallies") or {}))
     result = StageResult(index, output, False)
     print_summary(stage, result)
     return result
@@ -624,7 +1011,7 @@ def _dry_run(stage: str, output: str, options: PipelineOptions, build: Callable)
     staging = tempfile.mkdtemp(prefix=f"llark-{stage}-dry-run-")
     try:
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, staging)
+        _build(pipeline, staging, build)
         run = pipeline.run()
         proto = run.job.proto_pipeline
     finally:
