@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from llark.errors import ConfigError
+from llark.errors import ConfigError, LlarkError
 from llark.dataflow_job import DEFAULT_ENDPOINT, JobRef
 from llark.workers import ACCELERATOR_OPTION, WorkerSettings, missing_image_message
 
@@ -68,3 +68,22 @@ def job_ref(result: Any, options: PipelineOptions) -> JobRef | None:
     cloud = options.view_as(GoogleCloudOptions)
     return JobRef(str(job_id), cloud.project or "", cloud.region or "",
                   (cloud.dataflow_endpoint or DEFAULT_ENDPOINT).rstrip("/"), bool(cloud.no_auth))
+
+
+class JobEndedError(LlarkError):
+    """The runner's job ended without finishing (cancelled, failed, drained)."""
+
+
+def wait_until_finished(stage: str, result: Any, options: PipelineOptions) -> None:
+    """``result.wait_until_finish()``; a Dataflow job that ends any other way than done (a
+    cancel, a failure) is one clear error, not Beam's traceback."""
+    if not is_dataflow(options):
+        result.wait_until_finish()
+        return
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRuntimeException
+
+    try:
+        result.wait_until_finish()
+    except DataflowRuntimeException as exc:
+        raise JobEndedError(f"[{stage}] Dataflow job {result.job_id()} ended {result.state}; "
+                            f"the output is NOT marked complete ({exc})") from exc

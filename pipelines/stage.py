@@ -56,7 +56,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, TestOptions  #
 from llark.config import to_dict
 from llark.dataflow_job import JOB_LINE_PREFIX, write_job_file
 from llark.workers import WorkerSettings
-from pipelines.dataflow import check_dataflow_workers, is_dataflow, job_ref, worker_settings
+from pipelines.dataflow import (
+    check_dataflow_workers,
+    is_dataflow,
+    job_ref,
+    wait_until_finished,
+    worker_settings,
+)
 from llark.errors import ConfigError, LlarkError
 from pipelines.schema import (
     DEAD_LETTER_DIR,
@@ -613,7 +619,7 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     counts = build(pipeline, staging)
     run = pipeline.run()
     report_job(stage, run, options, job_file)
-    run.wait_until_finish()
+    wait_until_finished(stage, run, options)
     tallies = pipeline_tallies(run)
     if isinstance(counts, TallyCounts):
         counts = counts(tallies)
