@@ -60,15 +60,16 @@ def serve(port: int, log_path: Path) -> None:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw.strip() else {}
             status, reply = self._route(body)
+            # logged before answering: a client that has its answer finds its request logged
+            with lock, open(log_path, "a") as log:
+                log.write(json.dumps(asdict(ServiceRequest(self.command, self.path, body,
+                                                           status, reply))) + "\n")
             data = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-            with lock, open(log_path, "a") as log:
-                log.write(json.dumps(asdict(ServiceRequest(self.command, self.path, body,
-                                                           status, reply))) + "\n")
 
         def _route(self, body: dict) -> tuple[int, dict]:
             m = JOBS.match(self.path)
