@@ -7,16 +7,18 @@ runner flags on top; a stage is complete when its output holds ``_index.json`` (
 write it last) or ``_llark_done.json`` (written by the runner after a non-Beam stage succeeds).
 
 This module is imported by the Airflow DAG file, so it imports nothing heavy: only the standard
-library and :mod:`llark.config`.
+library, :mod:`llark.config` and :mod:`llark.workers`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
 from llark.config import doc
 from llark.errors import ConfigError
+from llark.workers import ONE_SDK_CONTAINER, WorkerSettings, missing_image_message
 
 ALL_DATASETS = ("musiccaps", "magnatagatune", "fma", "musicnet", "folder")
 DONE_FILE = "_llark_done.json"
@@ -44,12 +46,22 @@ class RunConfig:
     project: str = doc("cloud project (DataflowRunner)", default="")
     region: str = doc("cloud region (DataflowRunner)", default="")
     temp_location: str = doc("gs:// temp location (DataflowRunner)", default="")
-    sdk_container_image: str = doc("Beam worker image built from docker/ (DataflowRunner)",
-                                   default="")
+    sdk_container_image: str = doc("CPU worker image, built from docker/Dockerfile.beam, for "
+                                   "every Beam stage but a jukebox embed (DataflowRunner; "
+                                   "required there)", default="")
+    gpu_container_image: str = doc("GPU worker image, built from docker/Dockerfile.embed-gpu, "
+                                   "for the embed stage when encoder=jukebox (DataflowRunner; "
+                                   "required there)", default="")
     gpu_accelerator: str = doc("Dataflow accelerator for the embed stage when encoder=jukebox",
                                default="type:nvidia-l4;count:1;install-nvidia-driver")
     gpu_machine_type: str = doc("Dataflow machine type for GPU embed workers",
                                 default="g2-standard-8")
+    gpu_model_copies: int = doc("Jukebox copies per GPU worker VM, shared by its SDK processes "
+                                "(embed --model-copies; 1: one 5B model on one 24 GB L4)",
+                                default=1)
+    gpu_disk_size_gb: int = doc("disk of each GPU embed worker (GB): the GPU image (~10 GB) and "
+                                "the Jukebox weights copied once per VM (~10 GB)", default=100)
+    disk_size_gb: int = doc("disk of each CPU worker (GB; 0: Dataflow's default)", default=0)
     annotate_backend: str = doc("consensus, madmom or essentia", default="consensus")
     llm: str = doc("instruction backend: template (offline) or openai", default="template")
     llm_base_url: str = doc("OpenAI-compatible server URL for llm=openai", default="")
@@ -75,6 +87,19 @@ class RunConfig:
             raise ConfigError(f"llm must be template or openai, got {self.llm!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.gpu_model_copies < 1:
+            raise ConfigError(f"gpu_model_copies must be >= 1, got {self.gpu_model_copies}")
+        if self.gpu_disk_size_gb < 0 or self.disk_size_gb < 0:
+            raise ConfigError("gpu_disk_size_gb and disk_size_gb must be >= 0")
+        if self.runner == "DataflowRunner":
+            # the launcher refuses a stage without an image too; here the whole plan is refused
+            # before its first stage runs
+            for stage in ("ingest", "embed") if self.encoder == "jukebox" else ("ingest",):
+                settings = stage_workers(self, gpu=stage == "embed")
+                if not settings.image:
+                    key = "gpu_container_image" if settings.gpu else "sdk_container_image"
+                    raise ConfigError(f"{missing_image_message(stage, settings)} (RunConfig "
+                                      f"key {key})")
 
 
 @dataclass(frozen=True)
@@ -87,11 +112,30 @@ class Stage:
     output: str
     beam: bool          # takes the runner flags
     what: str           # one line for progress output
-    extra_beam: tuple[str, ...] = ()   # runner flags for this stage only (GPU workers)
+    workers: WorkerSettings | None = None   # Dataflow workers of this stage (DataflowRunner)
 
     @property
     def marker(self) -> str:
         return f"{self.output}/{INDEX_FILE if self.beam else DONE_FILE}"
+
+    @property
+    def extra_beam(self) -> tuple[str, ...]:
+        """Runner flags for this stage only (its Dataflow workers)."""
+        return self.workers.flags() if self.workers is not None else ()
+
+
+def is_gpu_stage(cfg: RunConfig, name: str) -> bool:
+    """The embed stage with the Jukebox encoder runs on GPU workers."""
+    return name == "embed" and cfg.encoder == "jukebox"
+
+
+def stage_workers(cfg: RunConfig, gpu: bool) -> WorkerSettings:
+    """The Dataflow workers of a CPU stage or of the GPU embed stage (one SDK container per
+    VM, one shared model copy per VM, a disk for the image and the weights)."""
+    if gpu:
+        return WorkerSettings(cfg.gpu_container_image, cfg.gpu_machine_type, cfg.gpu_accelerator,
+                              cfg.gpu_disk_size_gb, (ONE_SDK_CONTAINER,), cfg.gpu_model_copies)
+    return WorkerSettings(cfg.sdk_container_image, disk_size_gb=cfg.disk_size_gb)
 
 
 def paths(cfg: RunConfig) -> dict[str, str]:
@@ -141,12 +185,10 @@ def build_graph(cfg: RunConfig) -> list[Stage]:
     embed = ["embed", "--input", clips, "--output", p["embeddings"], "--encoder", cfg.encoder]
     if cfg.checkpoint_dir:
         embed += ["--checkpoint-dir", cfg.checkpoint_dir]
-    gpu = ()
-    if cfg.encoder == "jukebox" and cfg.runner == "DataflowRunner":
-        gpu = (f"--dataflow_service_options=worker_accelerator={cfg.gpu_accelerator}",
-               "--machine_type", cfg.gpu_machine_type)
+    if is_gpu_stage(cfg, "embed"):
+        embed += ["--model-copies", str(cfg.gpu_model_copies)]
     stages.append(Stage("embed", tuple(embed), ingests, p["embeddings"], True,
-                        f"audio embeddings ({cfg.encoder})", gpu))
+                        f"audio embeddings ({cfg.encoder})"))
     stages.append(Stage("shards", ("shards", "--clips", clips, "--annotations", p["annotations"],
                                    "--instructions", p["instructions"], "--embeddings",
                                    p["embeddings"], "--output", p["shards"]),
@@ -165,6 +207,9 @@ def build_graph(cfg: RunConfig) -> list[Stage]:
     stages.append(Stage("report", ("inspect", cfg.work_dir, "--report",
                                    f"{p['report']}/report.html"),
                         ("eval",), p["report"], False, "HTML report"))
+    if cfg.runner == "DataflowRunner":
+        stages = [dataclasses.replace(st, workers=stage_workers(cfg, is_gpu_stage(cfg, st.name)))
+                  if st.beam else st for st in stages]
     check_graph(stages)
     return stages
 
@@ -192,8 +237,7 @@ def beam_flags(cfg: RunConfig) -> list[str]:
         flags += ["--direct_running_mode", "multi_processing",
                   "--direct_num_workers", str(cfg.workers or os.cpu_count() or 1)]
     elif cfg.runner == "DataflowRunner":
+        # the worker image and settings are each stage's own (Stage.workers)
         flags += ["--project", cfg.project, "--region", cfg.region,
                   "--temp_location", cfg.temp_location]
-        if cfg.sdk_container_image:
-            flags += ["--sdk_container_image", cfg.sdk_container_image]
     return flags

@@ -2,8 +2,10 @@
 
 Each stage is a command task running the ``llark`` CLI of the project's own environment: Beam
 stages get the runner flags from the DAG params (DirectRunner locally; DataflowRunner with
-project, region, temp location and worker image at scale; the embed stage asks Dataflow for GPU
-workers when encoder=jukebox), training goes through ``accelerate launch``. Airflow lives in its
+project, region, temp location and a worker image per stage at scale: the CPU image for every
+stage, the GPU image, GPU machine, one SDK container and a larger disk for the embed stage when
+encoder=jukebox), training goes through ``accelerate launch``. A Beam stage's task is a
+:class:`dags.operators.LlarkStageOperator`: killing it cancels its Dataflow job. Airflow lives in its
 own virtualenv (``make airflow-venv``): its protobuf pin conflicts with Beam's, so the Beam
 provider's operators (which import Beam inside Airflow) are not used; a command task runs the
 identical ``python -m pipelines.<stage>`` a Dataflow user would run by hand.
@@ -17,6 +19,7 @@ No heavy imports here: Airflow, the standard library and ``dags.graph`` only.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -29,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from dags.graph import RunConfig, build_graph  # noqa: E402
+from dags.graph import RunConfig, Stage, build_graph, is_gpu_stage, stage_workers  # noqa: E402
+from dags.operators import LlarkStageOperator  # noqa: E402
 from llark.config import from_dict, load_yaml  # noqa: E402
 
 DAG_ID = "llark"
@@ -40,15 +44,21 @@ BEAM_FLAGS = (
     " --direct_running_mode multi_processing --direct_num_workers {{ params.workers }}"
     "{% elif params.runner == 'DataflowRunner' %}"
     " --project {{ params.project }} --region {{ params.region }}"
-    " --temp_location {{ params.temp_location }}"
-    "{% if params.sdk_container_image %} --sdk_container_image {{ params.sdk_container_image }}"
-    "{% endif %}{% endif %}"
+    " --temp_location {{ params.temp_location }}{% endif %}"
+    "{% if params.extra_beam_args %} {{ params.extra_beam_args }}{% endif %}"
 )
-GPU_FLAGS = (
-    "{% if params.runner == 'DataflowRunner' %}"
-    " --dataflow_service_options=worker_accelerator={{ params.gpu_accelerator }}"
-    " --machine_type {{ params.gpu_machine_type }}{% endif %}"
-)
+#: RunConfig values a run sets through the DAG's params (rendered into the worker flags).
+WORKER_PARAMS = ("sdk_container_image", "gpu_container_image", "gpu_accelerator",
+                 "gpu_machine_type")
+
+
+def worker_flags(cfg: RunConfig, stage: str) -> str:
+    """The stage's Dataflow worker flags (image, machine, accelerator, disk, experiments; see
+    ``dags.graph.stage_workers``) with the run's params, for DataflowRunner runs only."""
+    templated = dataclasses.replace(cfg, **{k: f"{{{{ params.{k} }}}}" for k in WORKER_PARAMS})
+    flags = stage_workers(templated, is_gpu_stage(cfg, stage)).flags()
+    return ("{% if params.runner == 'DataflowRunner' %} "
+            + " ".join(shlex.quote(f) for f in flags) + "{% endif %}")
 
 
 def parse_time_config() -> RunConfig:
@@ -61,15 +71,15 @@ def parse_time_config() -> RunConfig:
     return from_dict(RunConfig, values, source=path or "llark_dag defaults")
 
 
-def bash_command(argv: tuple[str, ...], beam: bool, gpu: bool, train: bool) -> str:
-    args = " ".join(shlex.quote(a) for a in argv)
-    if train:
+def bash_command(cfg: RunConfig, stage: Stage) -> str:
+    args = " ".join(shlex.quote(a) for a in stage.argv)
+    if stage.name == "train":
         # `llark train ...` == `accelerate launch -m model.train ...` with the launcher's config
-        rest = " ".join(shlex.quote(a) for a in argv[1:])
+        rest = " ".join(shlex.quote(a) for a in stage.argv[1:])
         return f"cd {shlex.quote(str(REPO))} && {{{{ params.train_launcher }}}} -m model.train {rest}"
     cmd = f"cd {shlex.quote(str(REPO))} && {{{{ params.llark }}}} {args}"
-    if beam:
-        cmd += " " + BEAM_FLAGS + (GPU_FLAGS if gpu else "")
+    if stage.beam:
+        cmd += " " + BEAM_FLAGS + worker_flags(cfg, stage.name)
     return cmd
 
 
@@ -87,7 +97,15 @@ def build_dag() -> DAG:
         "project": Param("", type="string"),
         "region": Param("", type="string"),
         "temp_location": Param("", type="string"),
-        "sdk_container_image": Param("", type="string"),
+        "sdk_container_image": Param("", type="string",
+                                     description="CPU worker image (docker/Dockerfile.beam); "
+                                                 "required for DataflowRunner"),
+        "gpu_container_image": Param("", type="string",
+                                     description="GPU worker image (docker/Dockerfile.embed-gpu)"
+                                                 " for embed when encoder=jukebox"),
+        "extra_beam_args": Param("", type="string",
+                                 description="more Beam flags for every Beam stage, e.g. "
+                                             "--network N --service_account_email E"),
         "gpu_accelerator": Param(cfg.gpu_accelerator, type="string"),
         "gpu_machine_type": Param(cfg.gpu_machine_type, type="string"),
         "llark": Param(str(REPO / ".venv" / "bin" / "llark"), type="string",
@@ -101,12 +119,9 @@ def build_dag() -> DAG:
              doc_md=__doc__, max_active_tasks=4) as dag:
         tasks = {}
         for st in stages:
-            tasks[st.name] = BashOperator(
-                task_id=st.name,
-                bash_command=bash_command(st.argv, st.beam, st.name == "embed"
-                                          and cfg.encoder == "jukebox", st.name == "train"),
-                doc_md=st.what,
-            )
+            operator = LlarkStageOperator if st.beam else BashOperator
+            tasks[st.name] = operator(task_id=st.name, bash_command=bash_command(cfg, st),
+                                      doc_md=st.what)
             for up in st.upstream:
                 tasks[up] >> tasks[st.name]
     return dag

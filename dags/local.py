@@ -99,7 +99,9 @@ def run(argv: list[str] | None = None) -> int:
                                      allow_abbrev=False)
     parser.add_argument("--config", help="YAML file with RunConfig keys")
     parser.add_argument("--only", help="run just these stages (comma-separated) and what they need")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="print the plan (with each Beam stage's Dataflow workers when "
+                             "runner=DataflowRunner), run nothing")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of RunConfig")
     add_arguments(parser, RunConfig)
     args = parser.parse_args(argv)
@@ -117,6 +119,8 @@ def run(argv: list[str] | None = None) -> int:
             continue
         if args.dry_run:
             print(f"[{n}/{len(stages)}] {stage.name}: would run: llark {' '.join(stage.argv)}")
+            if stage.workers is not None:
+                print(f"      workers: {stage.workers.describe()}")
             timings[stage.name] = "planned"
             continue
         try:

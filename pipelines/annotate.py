@@ -237,7 +237,8 @@ def run(argv: list[str] | None = None) -> int:
         n = count_input_rows(cfg.input)
         print(f"[{STAGE}] {n} clip(s) from {cfg.input}, backend {cfg.backend}", file=sys.stderr)
         run_stage(STAGE, "annotated_clip", cfg.output, cfg, args.beam_args, AnnotateBuild(cfg),
-                  force=args.force, max_error_rate=args.max_error_rate)
+                  force=args.force, max_error_rate=args.max_error_rate,
+                  job_file=args.job_file)
     except LlarkError as exc:
         print(f"llark annotate: error: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 """Embed: clip records → one float16 embedding per clip (Parquet + ``_index.json``).
 
     llark embed --input CLIPS[,CLIPS...] --output DIR [--encoder features|jukebox]
-                [--checkpoint-dir DIR] [--batch-size N] [--device auto|cpu|cuda] [Beam flags]
+                [--checkpoint-dir DIR] [--batch-size N] [--device auto|cpu|cuda]
+                [--model-copies N] [Beam flags]
     python -m pipelines.embed ...   (the same)
 
 Pipeline::
@@ -19,7 +20,11 @@ Pipeline::
 * **Inference** uses Beam's ``RunInference`` with :class:`EmbedModelHandler`: ``load_model``
   builds the encoder once per worker process (``embed.registry.build_encoder``; RunInference
   keeps it in a ``shared.Shared`` handle, so the harness threads of a process share it), ``run_inference``
-  encodes a whole batch in one call. If a batch raises an encoder error the handler retries its
+  encodes a whole batch in one call. With ``--model-copies N`` (``large_model`` /
+  ``model_copies`` on the handler) the encoder is loaded N times per machine and shared by all
+  of its SDK processes, which is what a GPU worker needs (``llark run`` passes 1 for Jukebox,
+  with ``--experiments=no_use_multiple_sdk_containers``); remote weights are copied once per
+  machine under a file lock (:func:`localize_checkpoint`). If a batch raises an encoder error the handler retries its
   windows one by one so only the bad window fails; any other exception fails the batch and
   RunInference's own dead-letter output (``with_exception_handling``) turns it into one dead
   letter per clip of the batch.
@@ -100,6 +105,10 @@ class EmbedConfig:
     device: str = doc("auto (CUDA when visible), cpu or cuda", default="auto")
     dtype: str = doc("jukebox transformer precision on CUDA: float16, bfloat16 or float32",
                      default="float16")
+    model_copies: int = doc("encoder copies per worker machine, shared by all its SDK processes "
+                            "(RunInference's model_copies: 1 for Jukebox-5B on one GPU, so a "
+                            "g2-standard-8 loads one copy, not eight); 0: one copy per SDK "
+                            "process (fine for the small features encoder)", default=0)
 
     def __post_init__(self) -> None:
         from embed.jukebox import DTYPES
@@ -117,6 +126,8 @@ class EmbedConfig:
             raise ConfigError(f"--device {self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if self.model_copies < 0:
+            raise ConfigError(f"--model-copies must be >= 0, got {self.model_copies}")
 
 
 # --------------------------------------------------------------------------- elements
@@ -201,36 +212,70 @@ class LoadWindowsFn(beam.DoFn):
         yield from out
 
 
+LOCK_FILE = ".lock"
+"""The lock file of a local weights cache folder (``fcntl.flock``, held while copying)."""
+
+
 def localize_checkpoint(checkpoint_dir: str) -> str:
-    """A remote (``gs://...``) weights folder copied once into a local cache; local as is."""
+    """A remote (``gs://...``) weights folder copied once per machine into a local cache; local
+    as is.
+
+    Every SDK process of a VM may call this at once (one per core unless
+    ``no_use_multiple_sdk_containers``): the copy runs under an exclusive lock on the cache
+    folder's :data:`LOCK_FILE`, so the first process downloads, the others wait and then find
+    the files; each file is written under a name of its own and renamed into place, so a
+    process killed mid-copy never leaves a partial file under the real name.
+    """
     if not checkpoint_dir or not is_remote(checkpoint_dir):
         return checkpoint_dir
+    import fcntl
+
     from embed.jukebox import PRIOR_FILE, VQVAE_FILE
 
     local = os.path.join(tempfile.gettempdir(), "llark-jukebox",
                          checkpoint_dir.replace("://", "_").replace("/", "_"))
     os.makedirs(local, exist_ok=True)
-    for name in (VQVAE_FILE, PRIOR_FILE):
-        src, dest = FileSystems.join(checkpoint_dir, name), os.path.join(local, name)
-        if not FileSystems.exists(src):
-            raise EncoderError(f"{src} does not exist; the folder must hold {VQVAE_FILE} and "
-                               f"{PRIOR_FILE}")
-        size = FileSystems.match([src])[0].metadata_list[0].size_in_bytes
-        if os.path.exists(dest) and os.path.getsize(dest) == size:
-            continue
-        part = dest + ".part"
+    with open(os.path.join(local, LOCK_FILE), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            for name in (VQVAE_FILE, PRIOR_FILE):
+                _copy_once(FileSystems.join(checkpoint_dir, name), os.path.join(local, name))
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    return local
+
+
+def _copy_once(src: str, dest: str) -> None:
+    """``src`` → ``dest`` unless ``dest`` already has its size (call under the folder lock)."""
+    from embed.jukebox import PRIOR_FILE, VQVAE_FILE
+
+    if not FileSystems.exists(src):
+        raise EncoderError(f"{src} does not exist; the folder must hold {VQVAE_FILE} and "
+                           f"{PRIOR_FILE}")
+    size = FileSystems.match([src])[0].metadata_list[0].size_in_bytes
+    if os.path.exists(dest) and os.path.getsize(dest) == size:
+        return
+    part = f"{dest}.{os.getpid()}.part"
+    try:
         with FileSystems.open(src) as fin, open(part, "wb") as fout:
             while block := fin.read(64 << 20):
                 fout.write(block)
         os.replace(part, dest)
-    return local
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
 
 
 class EmbedModelHandler(ModelHandler[AudioWindow, PredictionResult, Any]):
     """RunInference handler: one encoder per worker, a batch of windows per call."""
 
     def __init__(self, cfg: EmbedConfig) -> None:
-        super().__init__(min_batch_size=1, max_batch_size=cfg.batch_size)
+        # model_copies > 0: RunInference loads the encoder in one process per copy and the
+        # VM's other SDK processes call it there (Beam's multi_process_shared), so a GPU holds
+        # model_copies copies, not one per process.
+        super().__init__(min_batch_size=1, max_batch_size=cfg.batch_size,
+                         large_model=cfg.model_copies > 0,
+                         model_copies=cfg.model_copies or None)
         self._cfg = cfg
 
     def load_model(self) -> Any:
@@ -415,7 +460,8 @@ def run(argv: list[str] | None = None) -> int:
                                      "CPU, Jukebox on GPU workers) into float16 records.")
         preflight(cfg, args.beam_args)
         run_stage(STAGE, "embedding", cfg.output, cfg, args.beam_args, EmbedBuild(cfg),
-                  force=args.force, max_error_rate=args.max_error_rate)
+                  force=args.force, max_error_rate=args.max_error_rate,
+                  model_copies=cfg.model_copies, job_file=args.job_file)
     except LlarkError as exc:
         print(f"llark embed: error: {exc}", file=sys.stderr)
         return 1

@@ -426,7 +426,8 @@ def run(argv: list[str] | None = None) -> int:
         cfg, args = parse_stage_args(IngestConfig, argv, "llark ingest",
                                      "Read a dataset as downloaded into clip records.")
         run_stage(STAGE, "clip", cfg.output, cfg, args.beam_args, IngestBuild(cfg),
-                           force=args.force, max_error_rate=args.max_error_rate)
+                           force=args.force, max_error_rate=args.max_error_rate,
+                           job_file=args.job_file)
     except LlarkError as exc:
         print(f"llark ingest: error: {exc}", file=sys.stderr)
         return 1

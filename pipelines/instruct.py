@@ -571,7 +571,8 @@ def run(argv: list[str] | None = None) -> int:
         units = count_input_rows(cfg.input) * len(cfg.families)
         run_stage(STAGE, "instruction", cfg.output, cfg, args.beam_args,
                   InstructBuild(cfg, cache_root), force=args.force,
-                  max_error_rate=args.max_error_rate, inputs_count=units or None)
+                  max_error_rate=args.max_error_rate, inputs_count=units or None,
+                  job_file=args.job_file)
     except LlarkError as exc:
         print(f"llark instruct: error: {exc}", file=sys.stderr)
         return 1

@@ -431,7 +431,8 @@ def run(argv: list[str] | None = None) -> int:
         result = run_stage(STAGE, "training_row", cfg.output, cfg, args.beam_args,
                            ShardsBuild(cfg), force=args.force,
                            max_error_rate=args.max_error_rate,
-                           inputs_count=count_input_rows(cfg.clips))
+                           inputs_count=count_input_rows(cfg.clips),
+                           job_file=args.job_file)
     except LlarkError as exc:
         print(f"llark shards: error: {exc}", file=sys.stderr)
         return 1

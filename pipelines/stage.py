@@ -62,6 +62,15 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions  # noqa: E402
 
 from llark.config import to_dict
+from llark.dataflow_job import JOB_LINE_PREFIX, write_job_file
+from llark.workers import WorkerSettings
+from pipelines.dataflow import (
+    check_dataflow_workers,
+    is_dataflow,
+    job_ref,
+    wait_until_finished,
+    worker_settings,
+)
 from llark.errors import ConfigError, LlarkError
 from pipelines.schema import (
     DEAD_LETTER_DIR,
@@ -891,7 +900,8 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
                               | None],
               force: bool = False, max_error_rate: float = 1.0,
               inputs_count: int | None = None,
-              after_job: Callable[[str], None] | None = None) -> StageResult:
+              after_job: Callable[[str], None] | None = None, model_copies: int = 0,
+              job_file: str = "") -> StageResult:
     """Run ``build`` as one transaction into ``output``; print a summary; check the error rate.
 
     ``build(pipeline, staging)`` wires the pipeline and may return stage counts for the index:
@@ -905,13 +915,22 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     With ``--dry_run`` (Beam's TestOptions; DataflowRunner only) the job is built, its size is
     printed and nothing is written: ``build`` stages what it must (e.g. the task plan) in a local
     temporary folder that is removed afterwards, and the output is never touched.
+
+    On Dataflow a run without a worker image is refused (:func:`check_dataflow_workers`), the
+    dry run prints the stage's workers (``model_copies``: the model copies per VM the stage
+    loads, 0 for none shared), and once the job is submitted its id is printed as a
+    ``[stage] dataflow job: {json}`` line and written to ``job_file`` (when given) for an
+    orchestrator to cancel it (:class:`pipelines.dataflow.JobRef`).
     """
     output = output.rstrip("/")
     options = pipeline_options(beam_args)
     FileSystems.set_options(options)      # s3:// in the launcher: --s3_endpoint_url etc.
+    workers = worker_settings(options, model_copies)
+    if is_dataflow(options):
+        check_dataflow_workers(stage, workers)
     dry_run = bool(options.view_as(TestOptions).dry_run)
     if dry_run:
-        return _dry_run(stage, output, options, build)
+        return _dry_run(stage, output, options, build, workers)
     existing = read_complete_index(output)
     if existing is not None and not force:
         print(f"[{stage}] {output} is complete ({existing.total_rows} rows); nothing to do "
@@ -944,7 +963,8 @@ def run_stage(stage: str, record: str, output: str, cfg: Any, beam_args: list[st
     pipeline = beam.Pipeline(options=options)
     counts = _build(pipeline, staging, build)
     run = pipeline.run()
-    run.wait_until_finish()
+    report_job(stage, run, options, job_file)
+    wait_until_finished(stage, run, options)
     tallies = pipeline_tallies(run)
     if isinstance(counts, TallyCounts):
         counts = counts(tallies)
@@ -1000,7 +1020,19 @@ def _commit_finished(stage: str, record: str, output: str, cfg: Any, max_error_r
     return result
 
 
-def _dry_run(stage: str, output: str, options: PipelineOptions, build: Callable) -> StageResult:
+def report_job(stage: str, result: Any, options: PipelineOptions, job_file: str) -> None:
+    """Print the submitted Dataflow job (one parseable line) and write it to ``job_file``;
+    nothing for other runners."""
+    ref = job_ref(result, options)
+    if ref is None:
+        return
+    if job_file:
+        write_job_file(job_file, ref)
+    print(f"[{stage}] {JOB_LINE_PREFIX}{ref.to_json()}", file=sys.stderr, flush=True)
+
+
+def _dry_run(stage: str, output: str, options: PipelineOptions, build: Callable,
+             workers: WorkerSettings) -> StageResult:
     from apache_beam.options.pipeline_options import StandardOptions
 
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
@@ -1020,6 +1052,7 @@ def _dry_run(stage: str, output: str, options: PipelineOptions, build: Callable)
     print(f"[{stage}] dry run ({runner}): {dry.transforms} transforms, pipeline proto "
           f"{dry.proto_bytes} bytes; job not submitted, nothing written to {output}",
           file=sys.stderr)
+    print(f"[{stage}] workers: {workers.describe()}", file=sys.stderr)
     return StageResult(None, output, False, dry)
 
 
@@ -1087,6 +1120,8 @@ class StageArgs:
     force: bool
     max_error_rate: float
     beam_args: list[str]
+    job_file: str = ""
+    """Where to write the submitted runner job (``--job-file``; ``""``: nowhere)."""
 
 
 def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: str
@@ -1111,6 +1146,10 @@ def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: 
     parser.add_argument("--max-error-rate", type=float, default=0.5,
                         help="fail the run when more than this fraction of inputs dead-letter "
                              "(default: %(default)s)")
+    parser.add_argument("--job-file", default="",
+                        help="write the submitted Dataflow job (JSON: job_id, project, region, "
+                             "endpoint) to this local file, for an orchestrator that cancels "
+                             "it when its task is killed")
     add_arguments(parser, cls)
     ns, beam_args = parser.parse_known_args(argv)
     beam_args = _bare_dry_run(beam_args)
@@ -1136,7 +1175,7 @@ def parse_stage_args(cls: type, argv: list[str] | None, prog: str, description: 
     # The launcher's own file access (input indexes, task plans, the commit) goes through Beam's
     # FileSystems before any pipeline exists; s3:// needs the options there (endpoint, keys).
     FileSystems.set_options(pipeline_options(beam_args))
-    return cfg, StageArgs(ns.force, ns.max_error_rate, beam_args)
+    return cfg, StageArgs(ns.force, ns.max_error_rate, beam_args, ns.job_file)
 
 
 def _bare_dry_run(args: list[str]) -> list[str]:
