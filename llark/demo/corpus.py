@@ -68,6 +68,8 @@ SCALES: Final[dict[str, dict[str, int]]] = {
               "musicnet_test": 2, "folder": 4},
     "tiny": {"musiccaps": 2, "magnatagatune": 3, "fma": 2, "musicnet_train": 1,
              "musicnet_test": 1, "folder": 3},
+    "medium": {"musiccaps": 80, "magnatagatune": 80, "fma": 16, "musicnet_train": 24,
+               "musicnet_test": 6, "folder": 4},
 }
 
 MUSICCAPS_COLUMNS: Final[tuple[str, ...]] = (
