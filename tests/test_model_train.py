@@ -69,6 +69,12 @@ def test_config_files_and_overrides():
             paper.max_steps, paper.mixed_precision) == (32, 5e-5, "cosine", 0.03, 100_000, "bf16")
     assert "Llama-2-7b-chat" in paper.model
     assert [paper.accumulation_steps(n) for n in (1, 4, 8)] == [8, 2, 1]
+    smol = resolve_config(build_parser().parse_args(["--shards", "s", "--output", "o",
+                                                     "--config", "smollm2"]))
+    assert smol.model.endswith("SmolLM2-135M-Instruct") and smol.trainable == "lora"
+    assert (smol.audio_pool, smol.lora_target_modules) == (10, ("q_proj", "k_proj", "v_proj",
+                                                                "o_proj"))
+    assert smol.system_prompt and smol.mir_weight == 0.7
     with pytest.raises(ConfigError, match="unknown key"):
         resolve_config(build_parser().parse_args(["--shards", "s", "--output", "o", "max_stepz=3"]))
     with pytest.raises(ConfigError, match="trainable"):
