@@ -58,7 +58,7 @@ from annotate.types import BackendAnalysis, Beat, ChordSegment
 from llark.errors import ConfigError
 
 DEFAULT_PARAMS_PATH = Path(__file__).with_name("fusion_params.json")
-PARAMS_VERSION = 1
+PARAMS_VERSION = 2   # 2: the octave guard (octave_move, octave_threshold)
 #: Profiles read from essentia (same order as the features).
 KEY_PROFILE_FEATURES = ("edma", "bgate", "temperley", "krumhansl", "shaath")
 KEY_FEATURES = ("madmom_logp", "essentia_key") + tuple(
@@ -71,6 +71,9 @@ TEMPO_FEATURES = (
     "onsets_per_beat", "onsets_per_beat_sq", "onset_period", "onset_period_half",
     "onset_period_double", "off_madmom_octaves")
 TEMPO_CONF_FEATURES = ("logit_posterior", "agree_share", "bias")
+#: What the octave guard reads when the tempo logit's pick is not madmom's tempo.
+OCTAVE_MOVE_FEATURES = ("log_posterior_ratio", "pick_posterior", "madmom_top_strength",
+                        "on_madmom_octave", "bias")
 METER_CONF_FEATURES = ("logit_meter_p", "madmom_beats_conf", "relevelled", "logit_tempo_conf",
                        "bias")
 CHORD_CONF_FEATURES = ("logit_crf", "essentia_agreement", "bias")
@@ -98,6 +101,11 @@ class FusionParams:
     tempo_conf: tuple[float, ...]         # TEMPO_CONF_FEATURES
     meter_conf: tuple[float, ...]         # METER_CONF_FEATURES
     chord_conf: tuple[float, ...]         # CHORD_CONF_FEATURES
+    #: OCTAVE_MOVE_FEATURES: P("leaving madmom's tempo for the logit's pick is right")
+    octave_move: tuple[float, ...] = (0.0,) * len(OCTAVE_MOVE_FEATURES)
+    #: the logit's pick replaces madmom's tempo only when that probability reaches this
+    #: (0: always, the unguarded logit; above 1: never)
+    octave_threshold: float = 0.0
     meta: tuple[tuple[str, str], ...] = ()   # provenance (what it was fitted on, when)
 
     def __post_init__(self) -> None:
@@ -105,13 +113,16 @@ class FusionParams:
                             ("tempo_weights", TEMPO_FEATURES),
                             ("tempo_conf", TEMPO_CONF_FEATURES),
                             ("meter_conf", METER_CONF_FEATURES),
-                            ("chord_conf", CHORD_CONF_FEATURES)):
+                            ("chord_conf", CHORD_CONF_FEATURES),
+                            ("octave_move", OCTAVE_MOVE_FEATURES)):
             got = getattr(self, name)
             if len(got) != len(names):
                 raise ConfigError(f"fusion parameters: {name} needs {len(names)} values "
                                   f"({', '.join(names)}), got {len(got)}")
             if not all(math.isfinite(v) for v in got):
                 raise ConfigError(f"fusion parameters: {name} holds a non-finite value")
+        if not math.isfinite(self.octave_threshold):
+            raise ConfigError("fusion parameters: octave_threshold is not finite")
 
     @classmethod
     def neutral(cls) -> "FusionParams":
@@ -132,9 +143,11 @@ class FusionParams:
             "tempo_conf": dict(zip(TEMPO_CONF_FEATURES, self.tempo_conf)),
             "meter_conf": dict(zip(METER_CONF_FEATURES, self.meter_conf)),
             "chord_conf": dict(zip(CHORD_CONF_FEATURES, self.chord_conf)),
+            "octave_move": dict(zip(OCTAVE_MOVE_FEATURES, self.octave_move)),
         }
         return {"version": PARAMS_VERSION,
                 **{k: {n: round(float(v), 6) for n, v in d.items()} for k, d in named.items()},
+                "octave_threshold": round(float(self.octave_threshold), 6),
                 "meta": dict(self.meta)}
 
     @classmethod
@@ -150,12 +163,18 @@ class FusionParams:
                                   f"{', '.join(names)}; got {sorted(got or ())}")
             return tuple(float(got[n]) for n in names)
 
+        threshold = d.get("octave_threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"fusion parameters: octave_threshold must be a number, got "
+                              f"{threshold!r}")
         return cls(key_weights=vec("key_weights", KEY_FEATURES),
                    key_conf=vec("key_conf", KEY_CONF_FEATURES),
                    tempo_weights=vec("tempo_weights", TEMPO_FEATURES),
                    tempo_conf=vec("tempo_conf", TEMPO_CONF_FEATURES),
                    meter_conf=vec("meter_conf", METER_CONF_FEATURES),
                    chord_conf=vec("chord_conf", CHORD_CONF_FEATURES),
+                   octave_move=vec("octave_move", OCTAVE_MOVE_FEATURES),
+                   octave_threshold=float(threshold),
                    meta=tuple(sorted((str(k), str(v)) for k, v in d.get("meta", {}).items())))
 
     def save(self, path: Path) -> None:
@@ -244,19 +263,25 @@ def fit_conditional_logit(features: list[np.ndarray], targets: list[np.ndarray],
 
     d = features[0].shape[1]
     n = len(features)
+    width = max(f.shape[0] for f in features)
+    x = np.zeros((n, width, d))                        # options padded to the widest set
+    valid = np.zeros((n, width), bool)
+    right = np.zeros((n, width), bool)
+    for j, (f, t) in enumerate(zip(features, targets)):
+        x[j, :len(f)] = f
+        valid[j, :len(f)] = True
+        right[j, :len(f)] = t
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        total, grad = 0.0, np.zeros(d)
-        for f, t in zip(features, targets):
-            z = f @ w
-            zmax = z.max()
-            p = np.exp(z - zmax)
-            p /= p.sum()
-            pt = p[t].sum()
-            total -= math.log(max(pt, 1e-300))
-            # d/dw -log sum_t p = E_p[f] - E_{p|t}[f]
-            grad += p @ f - (p[t] @ f[t]) / max(pt, 1e-300)
-        total = total / n + l2 * float(np.dot(w, w))
+        z = np.where(valid, x @ w, -np.inf)            # (n, width)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+        pr = np.where(right, p, 0.0)
+        pt = np.maximum(pr.sum(axis=1), 1e-300)        # (n,) probability of the right ones
+        # d/dw -log sum_t p = E_p[f] - E_{p|t}[f]
+        grad = np.einsum("nw,nwd->d", p, x) - np.einsum("nw,nwd->d", pr / pt[:, None], x)
+        total = -float(np.sum(np.log(pt))) / n + l2 * float(np.dot(w, w))
         return total, grad / n + 2.0 * l2 * w
 
     res = minimize(loss, np.zeros(d), jac=True, method="L-BFGS-B")
@@ -513,6 +538,56 @@ class TempoDecision:
     posterior: float                    # the model's probability of the chosen candidate
     conf_features: tuple[float, ...]    # what the tempo calibration reads (fit and use alike)
     evidence: tuple[TempoEvidence, ...]  # the tempo estimates the candidates came from
+    kept_madmom: bool = False           # the guard kept madmom's tempo over the logit's pick
+
+
+def tempo_posterior(feats: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """The conditional logit's probability of each candidate (``(c,)``)."""
+    z = feats @ np.asarray(weights, dtype=np.float64)
+    post = np.exp(z - z.max())
+    return post / post.sum()
+
+
+def madmom_candidate(cands: np.ndarray, madmom: BackendAnalysis | None) -> int | None:
+    """Index of the candidate that is madmom's own tempo (its histogram's top peak); ``None``
+    when madmom has none inside :data:`TEMPO_RANGE_BPM`."""
+    top = madmom.tempo.bpm if madmom is not None else 0.0
+    if top <= 0 or not len(cands):
+        return None
+    j = int(np.argmin([rel_diff(c, top) for c in cands]))
+    return j if rel_diff(float(cands[j]), top) <= TEMPO_TOLERANCE else None
+
+
+def madmom_top_strength(madmom: BackendAnalysis | None) -> float:
+    """The strength of madmom's top tempo-histogram peak (0.0 without one)."""
+    return float(madmom.tempo.candidates[0][1]) if madmom is not None and \
+        madmom.tempo.candidates else 0.0
+
+
+def octave_move_features(post: np.ndarray, pick: int, mine: int, cands: np.ndarray,
+                         top_strength: float) -> np.ndarray:
+    """What the octave guard reads (:data:`OCTAVE_MOVE_FEATURES`) when the logit picks
+    candidate ``pick`` over madmom's own ``mine``: the log ratio of their posteriors, the
+    pick's posterior, the strength of madmom's histogram peak, and whether the pick is madmom's
+    tempo ×2 or ×½ (rather than some other ratio)."""
+    ratio = float(cands[pick] / cands[mine])
+    octave = float(min(abs(ratio - 2.0) / 2.0, abs(ratio - 0.5) / 0.5) <= 2 * TEMPO_TOLERANCE)
+    return np.array([float(np.log(max(post[pick], 1e-12) / max(post[mine], 1e-12))),
+                     float(post[pick]), float(top_strength), octave, 1.0])
+
+
+def guarded_pick(post: np.ndarray, mine: int | None, move_features: np.ndarray | None,
+                 params: FusionParams) -> tuple[int, bool]:
+    """``(candidate, kept madmom's)``: the logit's pick, unless it leaves madmom's tempo
+    (``mine``) while the octave guard's probability that leaving is right stays under
+    ``params.octave_threshold``. The one decision rule of the runtime and of the fit's
+    evaluation."""
+    pick = int(np.argmax(post))
+    if mine is None or pick == mine or move_features is None:
+        return pick, False
+    if calibrated(move_features, params.octave_move) >= params.octave_threshold:
+        return pick, False
+    return mine, True
 
 
 def decide_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
@@ -522,18 +597,27 @@ def decide_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | Non
     cands, feats, ev = tempo_candidates(madmom, essentia)
     if not len(cands):
         return None
-    z = feats @ np.asarray(params.tempo_weights)
-    post = np.exp(z - z.max())
-    post /= post.sum()
-    best = int(np.argmax(post))
-    c = float(cands[best])
-    agree = [e for e in ev if rel_diff(c, e.bpm) <= TEMPO_TOLERANCE]
-    bpm = (sum(e.bpm * e.strength for e in agree) / sum(e.strength for e in agree)
-           if agree and sum(e.strength for e in agree) > 0 else c)
-    share = sum(e.strength for e in agree) / max(sum(e.strength for e in ev), 1e-9)
-    return TempoDecision(bpm=float(bpm), posterior=float(post[best]),
+    post = tempo_posterior(feats, params.tempo_weights)
+    pick = int(np.argmax(post))
+    mine = madmom_candidate(cands, madmom)
+    move = (octave_move_features(post, pick, mine, cands, madmom_top_strength(madmom))
+            if mine is not None and pick != mine else None)
+    best, kept = guarded_pick(post, mine, move, params)
+    bpm, share = agreeing_tempo(float(cands[best]), ev)
+    return TempoDecision(bpm=bpm, posterior=float(post[best]),
                          conf_features=(float(logit(post[best])), share, 1.0),
-                         evidence=tuple(ev))
+                         evidence=tuple(ev), kept_madmom=kept)
+
+
+def agreeing_tempo(candidate: float, ev: Sequence[TempoEvidence]) -> tuple[float, float]:
+    """``(bpm, share)``: the strength-weighted mean of the evidence within the tolerance of
+    ``candidate`` (the candidate itself without any) and that evidence's share of the total
+    strength."""
+    agree = [e for e in ev if rel_diff(candidate, e.bpm) <= TEMPO_TOLERANCE]
+    total = sum(e.strength for e in agree)
+    bpm = sum(e.bpm * e.strength for e in agree) / total if agree and total > 0 else candidate
+    share = total / max(sum(e.strength for e in ev), 1e-9)
+    return float(bpm), float(share)
 
 
 def fuse_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
@@ -544,7 +628,8 @@ def fuse_tempo(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None,
         return 0.0, 0.0, "tempo: no evidence"
     conf = calibrated(list(d.conf_features), params.tempo_conf)
     note = ("tempo: " + ", ".join(f"{e.source}={e.bpm:.1f}" for e in d.evidence[:8])
-            + f" -> {d.bpm:.1f} (posterior {d.posterior:.2f}, calibrated {conf:.2f})")
+            + f" -> {d.bpm:.1f} (posterior {d.posterior:.2f}, calibrated {conf:.2f}"
+            + (", madmom's octave kept" if d.kept_madmom else "") + ")")
     return d.bpm, conf, note
 
 

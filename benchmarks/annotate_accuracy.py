@@ -252,13 +252,17 @@ def print_goals(goals: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- the dev set
 
-def report_devset(items: list[Any], k: int = 5, sweep: bool = False) -> dict[str, Any]:
+def report_devset(items: list[Any], k: int = 5, sweep: bool = False,
+                  cv_result: tuple[list[ClipAnalysis], list[int], list[Any]] | None = None
+                  ) -> dict[str, Any]:
     """Cross-validated scores of the consensus and the backends' own on the development
-    set (``items``: :class:`benchmarks.fit_fusion.Parsed`); prints and returns them."""
+    set (``items``: :class:`benchmarks.fit_fusion.Parsed`); prints and returns them.
+    ``cv_result``: :func:`benchmarks.fit_fusion.cross_validate`'s answer when the caller
+    already has it (otherwise it is run with the default fit choices)."""
     from benchmarks.fit_fusion import cross_validate
 
     t0 = time.process_time()
-    cv, folds, fitted = cross_validate(items, k)
+    cv, folds, fitted = cv_result or cross_validate(items, k)
     fit_s = time.process_time() - t0
     rows: dict[str, list[dict[str, float]]] = {b: [] for b in BACKEND_NAMES}
     conf_rows: dict[str, list[dict[str, tuple[float, float]]]] = {b: [] for b in BACKEND_NAMES}
@@ -324,7 +328,8 @@ def report_devset(items: list[Any], k: int = 5, sweep: bool = False) -> dict[str
                   f"{est.tempo_bpm:6.1f} ({est.tempo_confidence:.2f}; madmom "
                   f"{p.madmom.tempo.bpm:.1f}, essentia {p.essentia.tempo.bpm:.1f})  meter "
                   f"{est.meter} ({est.meter_confidence:.2f})")
-    print(f"\n(fitting {k} folds took {fit_s:.1f} CPU s)")
+    if cv_result is None:
+        print(f"\n(fitting {k} folds took {fit_s:.1f} CPU s)")
     out: dict[str, Any] = {"n_clips": len(items), "kinds": kinds, "results": results,
                            "counts": n, "goals": goals, "ece": eces, "ece_counts": n_conf,
                            "key_conf_music_p10": p10, "key_conf_nonmusic_max": worst_non,

@@ -1,12 +1,15 @@
 """Fit the consensus fusion (annotate/fusion.py) on the real-music development set.
 
-    python -m benchmarks.fit_fusion [--cache .cache/devset] [--folds 5]
+    python -m benchmarks.fit_fusion [--cache .cache/devset [--cache MORE]] [--folds 5]
         [--out annotate/fusion_params.json]
     python -m benchmarks.fit_fusion --tempo-study   # extra tempo-octave features, nested CV
 
 Reads the cached raw backend answers (``python -m benchmarks.devset`` builds them; no model
-runs here), reports a cross-validation over pieces (every rendering of a piece stays in one
-fold; every fold is printed), then fits on the whole set and writes the parameters.
+runs here; ``--cache`` repeats to join caches), chooses the fit's configuration
+(:class:`FitConfig`) by leave-one-kind-out (``benchmarks/loko.py``), reports a cross-validation
+over pieces with it (every rendering of a piece stays in one fold; every fold is printed) and
+a nested leave-one-kind-out table per kind, then fits on the whole set and writes the
+parameters.
 
 The fit, in order (each step on the training folds only):
 
@@ -14,10 +17,17 @@ The fit, in order (each step on the training folds only):
 2. key confidence: logistic regression of "the fused key is exactly right" on the winner's
    posterior and the tonality features, over the music clips (right or wrong) and the
    non-music clips (always wrong: they have no key);
-3. tempo weights: conditional logit over the tempo candidates, on the clips with a tempo
-   label where some candidate is within 4 % of it;
+3. tempo weights: conditional logit over the tempo candidates (the columns
+   :attr:`FitConfig.tempo_features` names; L2 :attr:`FitConfig.tempo_l2`), on the clips with a
+   tempo label where some candidate is within 4 % of it;
+3b. the octave guard: logistic regression of "the logit's pick is right" on
+   :data:`annotate.fusion.OCTAVE_MOVE_FEATURES`, over the clips where the pick is not madmom's
+   tempo and one of the two is right; the picks are out of kind (each training kind's from a
+   logit fitted on the other training kinds), so the guard learns how far the logit can be
+   trusted on music it was not fitted on; the threshold is :attr:`FitConfig.octave_threshold`;
 4. tempo confidence: logistic regression of Acc1 on the winner's posterior and the share of
-   agreeing evidence;
+   agreeing evidence, over out-of-kind decisions (each training kind's from the tempo part
+   refitted on the other training kinds), so that it is calibrated for a kind not seen;
 5. meter and chord confidences: logistic regressions of "the consensus meter is right" and
    of the clip's major/minor chord overlap (a soft target) on the consensus' own evidence.
 """
@@ -40,23 +50,32 @@ if str(REPO) not in sys.path:
 from annotate.consensus import ConsensusConfig, chord_agreement, combine, resolve_chords  # noqa: E402
 from annotate.fusion import (  # noqa: E402
     DEFAULT_PARAMS_PATH,
+    OCTAVE_MOVE_FEATURES,
+    TEMPO_FEATURES,
     TEMPO_TOLERANCE,
     FusionParams,
+    agreeing_tempo,
     chord_conf_features,
     decide_tempo,
     fit_conditional_logit,
     fit_logistic,
     grid_tempo,
+    guarded_pick,
     key_conf_features,
     key_features,
     key_posterior,
+    madmom_candidate,
+    madmom_top_strength,
     meter_conf_features,
+    octave_move_features,
     rel_diff,
     tempo_candidates,
+    tempo_posterior,
 )
 from annotate.labels import NO_CHORD, key_index  # noqa: E402
 from annotate.types import BackendAnalysis, ClipAnalysis  # noqa: E402
 from benchmarks.devset import DEFAULT_CACHE, DevClip, load_devset  # noqa: E402
+from llark.config import doc  # noqa: E402
 from llark.music import tempo_accuracy  # noqa: E402
 
 L2 = 1e-2
@@ -71,6 +90,42 @@ CONF_L2 = 1e-2
 NONMUSIC_WEIGHT = 2.0
 
 
+#: The onset features of the tempo logit (issue 20: they lean to the faster octave where
+#: hi-hats or running notes fill the beat); a feature set without them is one of the choices.
+ONSET_TEMPO_FEATURES = ("onsets_per_beat", "onsets_per_beat_sq", "onset_period",
+                        "onset_period_half", "onset_period_double")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The choices of the fit that leave-one-kind-out selects (``benchmarks/loko.py``); the
+    defaults are what it chose on the development set (2026-12-08), so ``annotate_accuracy
+    --real`` cross-validates the committed configuration."""
+
+    tempo_l2: float = doc("L2 of the tempo conditional logit", default=1.0)
+    tempo_features: tuple[str, ...] = doc(
+        "the TEMPO_FEATURES the tempo logit may use (the others weigh 0)",
+        default=TEMPO_FEATURES)
+    octave_threshold: float = doc(
+        "probability of 'leaving madmom's tempo is right' the logit's pick needs to replace "
+        "madmom's tempo (0: always; above 1: never)", default=0.7)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.tempo_features) - set(TEMPO_FEATURES)
+        if unknown or not self.tempo_features:
+            raise ValueError(f"tempo_features must be a non-empty subset of TEMPO_FEATURES; "
+                             f"unknown: {sorted(unknown)}")
+        if self.tempo_l2 < 0:
+            raise ValueError(f"tempo_l2 must be >= 0, got {self.tempo_l2}")
+
+    def describe(self) -> str:
+        dropped = [n for n in TEMPO_FEATURES if n not in self.tempo_features]
+        feats = "all tempo features" if not dropped else (
+            "no onset features" if tuple(dropped) == ONSET_TEMPO_FEATURES
+            else "without " + ", ".join(dropped))
+        return f"{feats}, L2 {self.tempo_l2:g}, octave threshold {self.octave_threshold:g}"
+
+
 @dataclass(frozen=True)
 class Parsed:
     clip: DevClip
@@ -83,12 +138,116 @@ def parse(clips: list[DevClip]) -> list[Parsed]:
                    BackendAnalysis.from_dict(c.raw["essentia"])) for c in clips]
 
 
+@dataclass(frozen=True)
+class TempoItem:
+    """One clip's tempo candidates, precomputed for the many tempo fits of a selection."""
+
+    kind: str
+    piece: str
+    cands: np.ndarray       # (c,) candidate BPMs
+    feats: np.ndarray       # (c, len(TEMPO_FEATURES))
+    mine: int | None        # madmom's own tempo among the candidates
+    top_strength: float     # madmom's histogram peak (an OCTAVE_MOVE_FEATURES input)
+    target: np.ndarray      # (c,) candidates within the tolerance of the label (fit target)
+    hit: np.ndarray         # (c,) Acc1 of the answer each candidate gives (agreeing mean)
+    madmom_hit: bool        # madmom's own tempo's Acc1
+
+
+def tempo_items(items: list[Parsed]) -> list[TempoItem]:
+    """The :class:`TempoItem` of every clip with a tempo label."""
+    out = []
+    for p in items:
+        ref = p.clip.truth.tempo_bpm
+        if ref <= 0:
+            continue
+        cands, f, ev = tempo_candidates(p.madmom, p.essentia)
+        target = np.array([rel_diff(c, ref) <= TEMPO_TOLERANCE for c in cands], bool)
+        hit = np.array([tempo_accuracy(ref, agreeing_tempo(float(c), ev)[0])[0]
+                        for c in cands], bool)
+        out.append(TempoItem(p.clip.kind, p.clip.piece, cands, f,
+                             madmom_candidate(cands, p.madmom), madmom_top_strength(p.madmom),
+                             target, hit, tempo_accuracy(ref, p.madmom.tempo.bpm)[0]))
+    return out
+
+
+def fit_tempo_weights(rows: list[TempoItem], cfg: FitConfig) -> np.ndarray:
+    """The tempo logit's weights (``(len(TEMPO_FEATURES),)``; unused columns 0)."""
+    cols = [TEMPO_FEATURES.index(n) for n in cfg.tempo_features]
+    fit_rows = [r for r in rows if len(r.cands) and r.target.any()]
+    w = np.zeros(len(TEMPO_FEATURES))
+    if fit_rows:
+        w[cols] = fit_conditional_logit([r.feats[:, cols] for r in fit_rows],
+                                        [r.target for r in fit_rows], cfg.tempo_l2)
+    return w
+
+
+def _groups(rows: list[TempoItem], k: int = 3) -> list[int]:
+    """Cross-fitting groups: the kinds when there are two or more, else pieces dealt into
+    ``k`` groups."""
+    kinds = sorted({r.kind for r in rows})
+    if len(kinds) >= 2:
+        return [kinds.index(r.kind) for r in rows]
+    pieces = sorted({r.piece for r in rows})
+    return [pieces.index(r.piece) % k for r in rows]
+
+
+def octave_move_rows(rows: list[TempoItem], cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of the octave guard's fit: each clip's out-of-group pick (the logit fitted
+    on the other groups of :func:`_groups`, pieces of the held group left out) where it is not
+    madmom's tempo and exactly one of the two is right; ``y``: the pick is."""
+    groups = _groups(rows)
+    xs, ys = [], []
+    for g in sorted(set(groups)):
+        held = [r for r, q in zip(rows, groups) if q == g]
+        pieces = {r.piece for r in held}
+        w = fit_tempo_weights([r for r, q in zip(rows, groups)
+                               if q != g and r.piece not in pieces], cfg)
+        for r in held:
+            if not len(r.cands) or r.mine is None:
+                continue
+            post = tempo_posterior(r.feats, w)
+            pick = int(np.argmax(post))
+            if pick != r.mine and bool(r.hit[pick]) != bool(r.hit[r.mine]):
+                xs.append(octave_move_features(post, pick, r.mine, r.cands, r.top_strength))
+                ys.append(float(r.hit[pick]))
+    return (np.array(xs).reshape(-1, len(OCTAVE_MOVE_FEATURES)), np.array(ys))
+
+
+def fit_tempo(rows: list[TempoItem], cfg: FitConfig, base: FusionParams) -> FusionParams:
+    """``base`` with the tempo logit, the octave guard and its threshold fitted (steps 3 and
+    3b of the module docstring)."""
+    x, y = octave_move_rows(rows, cfg)
+    move = (fit_logistic(x, y, CONF_L2) if len(y) and 0 < y.sum() < len(y)
+            else np.zeros(len(OCTAVE_MOVE_FEATURES)))
+    return replace(base, tempo_weights=tuple(float(v) for v in fit_tempo_weights(rows, cfg)),
+                   octave_move=tuple(float(v) for v in move),
+                   octave_threshold=float(cfg.octave_threshold))
+
+
+def tempo_hits(rows: list[TempoItem], params: FusionParams) -> list[bool]:
+    """Acc1 of the fusion's tempo on each row (the runtime's :func:`guarded_pick`)."""
+    out = []
+    for r in rows:
+        if not len(r.cands):
+            out.append(False)
+            continue
+        post = tempo_posterior(r.feats, params.tempo_weights)
+        pick = int(np.argmax(post))
+        move = (octave_move_features(post, pick, r.mine, r.cands, r.top_strength)
+                if r.mine is not None and pick != r.mine else None)
+        out.append(bool(r.hit[guarded_pick(post, r.mine, move, params)[0]]))
+    return out
+
+
 def _chords(p: Parsed) -> tuple:
     return resolve_chords(p.madmom, p.essentia, ConsensusConfig(), FusionParams.neutral())[0]
 
 
-def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams:
-    """The fusion fitted on ``items`` (see the module docstring for the steps)."""
+def fit(items: list[Parsed], meta: dict[str, str] | None = None,
+        cfg: FitConfig | None = None) -> FusionParams:
+    """The fusion fitted on ``items`` with the choices ``cfg`` (see the module docstring for
+    the steps)."""
+    cfg = cfg or FitConfig()
     params = FusionParams.neutral()
     chords = {id(p): _chords(p) for p in items}
 
@@ -117,29 +276,27 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
     params = replace(params, key_conf=tuple(float(v) for v in fit_logistic(
         np.array(xs), np.array(ys), CONF_L2, sample_weight=np.array(ws))))
 
-    # 3. tempo weights
-    tfeats, ttargets = [], []
-    for p in items:
-        ref = p.clip.truth.tempo_bpm
-        if ref <= 0:
-            continue
-        cands, f, _ = tempo_candidates(p.madmom, p.essentia)
-        mask = np.array([rel_diff(c, ref) <= TEMPO_TOLERANCE for c in cands], bool)
-        if len(cands) and mask.any():
-            tfeats.append(f)
-            ttargets.append(mask)
-    w_tempo = fit_conditional_logit(tfeats, ttargets, L2)
-    params = replace(params, tempo_weights=tuple(float(v) for v in w_tempo))
+    # 3. tempo weights, 3b. the octave guard
+    rows = tempo_items(items)
+    params = fit_tempo(rows, cfg, params)
 
-    # 4. tempo confidence (a clip without tempo evidence gets no tempo, so no confidence)
+    # 4. tempo confidence, on out-of-group decisions (the tempo part refitted without each
+    # group of _groups: kinds), so it is calibrated for music of a kind it was not fitted on;
+    # a clip without tempo evidence gets no tempo, so no confidence
+    timed = [p for p in items if p.clip.truth.tempo_bpm > 0]
+    groups = _groups(rows)          # tempo_items keeps the order of the timed clips
     xs, ys = [], []
-    for p in items:
-        ref = p.clip.truth.tempo_bpm
-        d = decide_tempo(p.madmom, p.essentia, params) if ref > 0 else None
-        if d is None:
-            continue
-        xs.append(list(d.conf_features))
-        ys.append(float(rel_diff(d.bpm, ref) <= TEMPO_TOLERANCE))
+    for g in sorted(set(groups)):
+        held = [p for p, q in zip(timed, groups) if q == g]
+        pieces = {p.clip.piece for p in held}
+        other = fit_tempo([r for r, q in zip(rows, groups) if q != g and r.piece not in pieces],
+                          cfg, params)
+        for p in held:
+            d = decide_tempo(p.madmom, p.essentia, other)
+            if d is None:
+                continue
+            xs.append(list(d.conf_features))
+            ys.append(float(rel_diff(d.bpm, p.clip.truth.tempo_bpm) <= TEMPO_TOLERANCE))
     params = replace(params, tempo_conf=tuple(float(v) for v in
                                               fit_logistic(np.array(xs), np.array(ys), CONF_L2)))
 
@@ -165,8 +322,11 @@ def fit(items: list[Parsed], meta: dict[str, str] | None = None) -> FusionParams
     params = replace(params,
                      meter_conf=tuple(float(v) for v in
                                       fit_logistic(np.array(mx), np.array(my), CONF_L2)),
+                     # without chord labels (leaving the chorales out: only they have
+                     # chords) the chord confidence stays uncalibrated, 0.5 everywhere
                      chord_conf=tuple(float(v) for v in
-                                      fit_logistic(np.array(cx), np.array(cy), CONF_L2)),
+                                      fit_logistic(np.array(cx), np.array(cy), CONF_L2))
+                     if cx else FusionParams.neutral().chord_conf,
                      meta=tuple(sorted((meta or {}).items())))
     return params
 
@@ -183,15 +343,17 @@ def folds_of(items: list[Parsed], k: int, seed: int = 0) -> list[int]:
     return [fold_of_piece[p.clip.piece] for p in items]
 
 
-def cross_validate(items: list[Parsed], k: int = 5, seed: int = 0
+def cross_validate(items: list[Parsed], k: int = 5, seed: int = 0,
+                   cfg: FitConfig | None = None
                    ) -> tuple[list[ClipAnalysis], list[int], list[FusionParams]]:
-    """Out-of-fold consensus answers for every item, the fold of each, and each fold's fit."""
+    """Out-of-fold consensus answers for every item, the fold of each, and each fold's fit
+    (with the choices ``cfg``)."""
     folds = folds_of(items, k, seed)
     out: list[ClipAnalysis | None] = [None] * len(items)
     fitted = []
     for f in range(k):
         train = [p for p, g in zip(items, folds) if g != f]
-        params = fit(train)
+        params = fit(train, cfg=cfg)
         fitted.append(params)
         for i, (p, g) in enumerate(zip(items, folds)):
             if g == f:
@@ -381,20 +543,40 @@ def tempo_study(items: list[Parsed], k: int = 5, seed: int = 0) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--cache", type=Path, action="append",
+                    help="development set cache (repeatable; default .cache/devset)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=DEFAULT_PARAMS_PATH)
     ap.add_argument("--tempo-study", action="store_true",
                     help="compare extra tempo-octave features under (nested) CV; writes nothing")
     args = ap.parse_args(argv)
+    args.cache = args.cache or [DEFAULT_CACHE]
     if args.tempo_study:
-        tempo_study(parse(load_devset(args.cache)), args.folds)
+        tempo_study([p for c in args.cache for p in parse(load_devset(c))], args.folds)
         return 0
 
+    from benchmarks import loko
     from benchmarks.annotate_accuracy import report_devset
 
-    items = parse(load_devset(args.cache))
-    report_devset(items, args.folds)
+    items = [p for cache in args.cache for p in parse(load_devset(cache))]
+    # the choices, by leave-one-kind-out over every kind (the committed fit's configuration)
+    sel = loko.select(tempo_items(items))
+    loko.print_selection(sel, "selection over every kind")
+    cfg = sel.chosen
+    cv = cross_validate(items, args.folds, cfg=cfg)
+    report_devset(items, args.folds, cv_result=cv)
+    print("\nnested leave-one-kind-out (the choice made again without the held-out kind):")
+    nested, _ = loko.nested_loko(items)
+    answers = {"consensus LOKO": nested, f"consensus CV{args.folds}": list(cv[0]),
+               **loko.backend_answers(items)}
+    table = loko.kind_table(items, answers)
+    print(f"\nper kind: the consensus under nested leave-one-kind-out and under {args.folds}-fold "
+          "CV over pieces, the libraries as they are")
+    loko.print_kind_table(table)
+    missed = loko.loko_goals(table, "consensus LOKO")
+    print("LOKO goals (overall >= the better library on every metric; tempo Acc1 and "
+          "downbeat F >= madmom per kind; ECE <= 0.05): "
+          + ("all met" if not missed else "NOT met: " + "; ".join(missed)))
     kinds: dict[str, int] = {}
     for p in items:
         kinds[p.clip.kind] = kinds.get(p.clip.kind, 0) + 1
@@ -403,8 +585,9 @@ def main(argv: list[str] | None = None) -> int:
                      + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
         "pieces": str(len({p.clip.piece for p in items})),
         "date": dt.date.today().isoformat(),
-        "command": "python -m benchmarks.fit_fusion"}
-    params = fit(items, meta)
+        "command": "python -m benchmarks.fit_fusion",
+        "choices": cfg.describe() + " (leave-one-kind-out)"}
+    params = fit(items, meta, cfg)
     params.save(args.out)
     print(f"wrote {args.out}")
     return 0

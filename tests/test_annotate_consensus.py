@@ -29,6 +29,7 @@ from dataclasses import replace
 from annotate.fusion import FusionParams, load_params
 from annotate.labels import KEYS, key_index
 from annotate.types import BackendAnalysis, Beat, ChordSegment, KeyEstimate, TempoEstimate
+from llark.music import downbeats as downbeat_times
 from llark.errors import ConfigError
 
 CFG = ConsensusConfig()
@@ -108,6 +109,29 @@ def test_the_tempo_follows_the_evidence_the_weights_trust() -> None:
     assert bpm == pytest.approx(200.0, rel=0.01)
 
 
+def test_the_octave_guard_keeps_madmoms_tempo_unless_leaving_it_is_likely_right() -> None:
+    from annotate.fusion import OCTAVE_MOVE_FEATURES
+
+    # madmom says 61 BPM; essentia's tempo and grid say 122, and the logit trusts essentia
+    m = madmom(bpm_grid=61.0, hist=((61.0, 0.45), (122.0, 0.1)))
+    e = essentia(122.0)
+    logit = _only(essentia=3.0, essentia_grid=3.0)
+    assert resolve_tempo(m, e, logit)[0] == pytest.approx(122.0, rel=0.02)   # unguarded
+    bias = OCTAVE_MOVE_FEATURES.index("bias")
+
+    def guard(b: float, threshold: float) -> FusionParams:
+        w = [0.0] * len(OCTAVE_MOVE_FEATURES)
+        w[bias] = b
+        return replace(logit, octave_move=tuple(w), octave_threshold=threshold)
+
+    # P(moving is right) = sigmoid(bias): 0.5 under a 0.6 threshold keeps madmom's tempo
+    bpm, _, note = resolve_tempo(m, e, guard(0.0, 0.6))
+    assert bpm == pytest.approx(61.0, rel=0.02) and "madmom's octave kept" in note
+    # sigmoid(3) = 0.95 clears it; a threshold above 1 never lets the pick leave madmom
+    assert resolve_tempo(m, e, guard(3.0, 0.6))[0] == pytest.approx(122.0, rel=0.02)
+    assert resolve_tempo(m, e, guard(3.0, 1.01))[0] == pytest.approx(61.0, rel=0.02)
+
+
 def test_the_fitted_fusion_keeps_what_both_trackers_agree_on() -> None:
     m = madmom(bpm_grid=70.0, hist=((70.0, 0.5), (140.0, 0.2)), meter=3)
     bpm, _, _ = resolve_tempo(m, essentia(70.5, conf=0.6), PARAMS)
@@ -137,16 +161,28 @@ def test_beats_come_from_madmom_when_its_grid_matches() -> None:
     assert beats == m.beats and meter == 4 and conf == 0.9 and "madmom" in note
 
 
-def test_essentia_beats_are_numbered_from_madmom_downbeats_when_only_they_match() -> None:
-    m = madmom(bpm_grid=180.0, meter=4)          # madmom tracked at double speed
+def test_madmom_at_double_speed_gives_every_second_beat_and_keeps_its_downbeats() -> None:
+    # madmom tracked at 180 BPM, its first downbeat on its second beat; the tempo is 90 BPM
+    fast = grid(180.0)
+    m = BackendAnalysis(**{**madmom(bpm_grid=180.0).__dict__, "beats": tuple(
+        Beat(b.time_s, (i + 3) % 4 + 1) for i, b in enumerate(fast))})
+    beats, meter, _, note = resolve_beats(m, essentia(90.0), 90.0, CFG)
+    assert "madmom" in note and meter == 4
+    assert [b.time_s for b in beats] == [b.time_s for i, b in enumerate(fast) if i % 2 == 1]
+    # madmom's downbeats (every 4th of its beats from the second) are kept, every one of them
+    assert downbeat_times(beats) == tuple(b.time_s for i, b in enumerate(fast) if i % 4 == 1)
+
+
+def test_madmoms_downbeats_are_kept_where_its_bars_are_shorter_than_a_bar_here() -> None:
+    # madmom: 3/4 at 135 BPM, bars of 1.333 s = 2 beats at the 90 BPM tempo (bars of 4 there);
+    # its downbeats cannot say which of two bars of 2 starts a bar of 4: they stay as they are
+    m = madmom(bpm_grid=135.0, hist=((90.0, 0.5),), meter=3)
     e = essentia(90.0)
     beats, meter, _, note = resolve_beats(m, e, 90.0, CFG)
-    assert "essentia" in note and meter == 4
+    assert "essentia" in note and "kept" in note and meter == 4
     assert [b.time_s for b in beats] == [b.time_s for b in e.beats]
-    numbers = [b.beat_number for b in beats]
-    # whole bars of 4 even though madmom's (double-speed) downbeats fall every 2 beats here
-    assert numbers[:8] == [1, 2, 3, 4, 1, 2, 3, 4]
-    assert all(b == a % 4 + 1 for a, b in zip(numbers, numbers[1:]))
+    want = [b.time_s for b in e.beats if min(abs(b.time_s - d) for d in m.downbeats_s) <= 0.07]
+    assert len(want) > 5 and list(downbeat_times(beats)) == want
 
 
 def test_essentia_beats_take_the_bar_phase_of_madmom_downbeats() -> None:
