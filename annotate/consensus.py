@@ -10,11 +10,9 @@ parameters are the committed ``annotate/fusion_params.json`` written by
   octave relation to madmom's bar-model beat level per meter (no tempo prior).
 * **Beats, downbeats, meter** (:func:`resolve_beats`): madmom's DBN beats when their grid
   matches the consensus tempo; every 2nd or 3rd of them (in the phase of madmom's downbeats,
-  which are kept) when madmom tracked 2 or 3 times faster; otherwise essentia's beats when
+  numbered in whole bars of the meter at that level) when madmom tracked 2 or 3 times faster; otherwise essentia's beats when
   theirs does, numbered in whole bars with the phase of madmom's downbeats and madmom's meter carried to that beat level
-  (:func:`meter_at_level`), except where madmom tracked faster than the consensus: its bars
-  are then shorter than a bar at the consensus level, cannot fix a whole bar's phase, and its
-  downbeats are kept as they are; otherwise madmom's. essentia has no bar model. The meter
+  (:func:`meter_at_level`); otherwise madmom's. essentia has no bar model. The meter
   confidence is madmom's meter probability, calibrated.
 * **The octave guard** (:func:`annotate.fusion.guarded_pick`): the tempo logit's pick replaces
   madmom's tempo only where the fitted probability that leaving it is right reaches
@@ -134,25 +132,6 @@ def _number_beats(times: list[float], downbeats: tuple[float, ...], meter: int,
                  for i, x in enumerate(t))
 
 
-def _number_at_downbeats(times: list[float], downbeats: tuple[float, ...], cycle: int,
-                         tolerance_s: float = 0.07) -> tuple[Beat, ...]:
-    """Number ``times`` with a 1 on every beat within ``tolerance_s`` of one of
-    ``downbeats`` and counting up from there (before the first, cyclically with ``cycle``):
-    another tracker's downbeats kept as they are. All numbers are 0 when none matches."""
-    t = np.asarray(times, dtype=np.float64)
-    if not t.size:
-        return ()
-    ones = sorted({int(np.argmin(np.abs(t - d))) for d in downbeats
-                   if np.min(np.abs(t - d)) <= tolerance_s})
-    if not ones:
-        return tuple(Beat(round(float(x), 4), 0) for x in t)
-    numbers = []
-    for i in range(t.size):
-        before = [j for j in ones if j <= i]
-        numbers.append(i - before[-1] + 1 if before else (i - ones[0]) % max(cycle, 1) + 1)
-    return tuple(Beat(round(float(x), 4), int(n)) for x, n in zip(t, numbers))
-
-
 def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | None, bpm: float,
                   cfg: ConsensusConfig) -> tuple[tuple[Beat, ...], int, float, str]:
     """``(beats, meter, meter probability, note)`` on the level of the consensus tempo; the
@@ -165,31 +144,25 @@ def resolve_beats(madmom: BackendAnalysis | None, essentia: BackendAnalysis | No
         for r in (2, 3):
             if rel_diff(level, r * bpm) <= cfg.tempo_tolerance:
                 # madmom tracked r times faster: every r-th of its beats, in the phase of its
-                # downbeats, is the consensus grid, and its downbeats stay as they are
+                # downbeats, is the consensus grid, numbered in whole bars of the meter at
+                # this level, the bar phase put on the most of madmom's downbeats
                 ones = [i for i, b in enumerate(madmom.beats) if b.beat_number == 1]
                 phase = ones[0] % r if ones else 0
                 times = [b.time_s for i, b in enumerate(madmom.beats) if i % r == phase]
                 meter = meter_at_level(madmom.meter, 1.0 / r) if madmom.meter else 0
-                cycle = max(int(round(madmom.meter / r)), 1)
-                beats = _number_at_downbeats(times, madmom.downbeats_s, cycle) if meter else \
+                beats = _number_beats(times, madmom.downbeats_s, meter) if meter else \
                     tuple(Beat(round(t, 4), 0) for t in times)
                 return (beats, meter, madmom.meter_confidence if meter else 0.0,
                         f"beats: madmom's, one in {r}")
     if essentia is not None and essentia.beats and bpm > 0 and \
             rel_diff(grid_tempo(essentia.beats), bpm) <= cfg.tempo_tolerance:
         downbeats = madmom.downbeats_s if madmom is not None else ()
-        meter, bar = 0, 0.0
+        meter = 0
         if madmom is not None and madmom.meter:
             level = grid_tempo(madmom.beats)
             meter = meter_at_level(madmom.meter, bpm / level) if level > 0 else madmom.meter
-            bar = madmom.meter * bpm / level if level > 0 else 0.0
         times = [b.time_s for b in essentia.beats]
         conf = madmom.meter_confidence if madmom is not None and meter else 0.0
-        if meter and 0 < round(bar) < meter:
-            # madmom tracked faster: its bars are shorter than one bar here, so its downbeats
-            # cannot tell which of them starts a whole bar; they are kept as they are
-            return (_number_at_downbeats(times, downbeats, int(round(bar))), meter, conf,
-                    "beats: essentia, madmom's downbeats kept")
         beats = _number_beats(times, downbeats, meter)
         return beats, meter, conf, "beats: essentia numbered from madmom downbeats"
     if madmom is not None:
