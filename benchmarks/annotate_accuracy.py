@@ -48,7 +48,7 @@ from annotate.fusion import ece, reliability  # noqa: E402
 from annotate.madmom_backend import MadmomAnnotator  # noqa: E402
 from annotate.types import BackendAnalysis, ClipAnalysis  # noqa: E402
 from benchmarks.devset import DEFAULT_CACHE, Truth, backend_version  # noqa: E402
-from llark.music import spell_key  # noqa: E402
+from llark.music import spell_key, tempo_accuracy  # noqa: E402
 
 #: Cache key suffix of the synthesized set's raw answers (the development set's version).
 BACKEND_VERSION = backend_version()
@@ -118,12 +118,10 @@ def demo_items(root: Path, clip_seconds: float | None = None) -> list[Item]:
 
 # --------------------------------------------------------------------------- scoring
 
-def tempo_scores(est: float, ref: float, tol: float = 0.04) -> tuple[float, float]:
-    if est <= 0 or ref <= 0:
-        return 0.0, 0.0
-    acc1 = float(abs(est - ref) / ref <= tol)
-    acc2 = float(any(abs(est - ref * f) / (ref * f) <= tol for f in (1, 2, 0.5, 3, 1 / 3)))
-    return acc1, acc2
+def tempo_scores(est: float, ref: float) -> tuple[float, float]:
+    """(Acc1, Acc2) as floats, from the project's one definition (llark.music)."""
+    acc1, acc2 = tempo_accuracy(ref, est)
+    return float(acc1), float(acc2)
 
 
 def chord_overlap(est: ClipAnalysis, truth: Truth) -> float | None:
