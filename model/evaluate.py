@@ -224,6 +224,11 @@ def evaluate(records: Sequence[dict[str, Any]], vocabulary: Vocabulary | None = 
     heard = [r for r in records if r.get("condition", refs.AUDIO_HEARD) == refs.AUDIO_HEARD]
     metrics, scored = _evaluate(heard, vocabulary, meteor)
     metrics["n_predictions"] = len(records)
+    known = {refs.AUDIO_HEARD, *refs.AUDIO_CONDITIONS.values()}
+    other = Counter(str(r.get("condition")) for r in records
+                    if r.get("condition", refs.AUDIO_HEARD) not in known)
+    if other:                       # counted, never silently dropped
+        metrics["not_scored_condition"] = dict(sorted(other.items()))
     references: dict[str, Any] = {}
     for condition in refs.AUDIO_CONDITIONS.values():
         ablated = [r for r in records if r.get("condition") == condition]
@@ -409,7 +414,10 @@ REFERENCES_NOTE = (
 
 def markdown_report(metrics: dict[str, Any], source: str, note: str = SHARD_REFERENCES) -> str:
     lines = [f"# Evaluation of {source}", "",
-             f"{metrics['n_predictions']} predictions, {metrics['n_scored']} scored.", "",
+             f"{metrics['n_predictions']} predictions, {metrics['n_scored']} scored"
+             + ("; not scored, unknown 'condition': " + ", ".join(
+                 f"{c} {n}" for c, n in metrics["not_scored_condition"].items())
+                if metrics.get("not_scored_condition") else "") + ".", "",
              "| task | n | metric | model | zeroed | shuffled | constant | annotator "
              "| answers parsed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 

@@ -66,8 +66,10 @@ def test_eval_scores_ablated_records_apart_and_constants_through_the_parser():
         records.append(rec("key", "I cannot tell.", condition="shuffled", clip=str(i), key=k))
         tempo = 80.0 + 40 * i                                       # 80, 120, 160, 200
         records.append(rec("tempo", f"{tempo:g} BPM", clip=str(i), tempo_bpm=tempo))
-    m, scored = evaluate(records)
-    assert m["n_predictions"] == 16 and m["n_scored"] == 8           # the heard ones
+    m, scored = evaluate(records + [rec("key", "C major", condition="muted", key="C major")])
+    assert m["n_predictions"] == 17 and m["n_scored"] == 8           # the heard ones
+    assert m["not_scored_condition"] == {"muted": 1}                # an unknown one is counted
+    assert "not scored, unknown 'condition': muted 1" in markdown_report(m, "p")
     assert m["key"]["weighted_score"] == 1.0 and m["tempo"]["acc1"] == 1.0
     ref = m["references"]
     # zeroed always says A minor: 1 + 1 + 0.3 (relative of C major) + 0 (A is a fifth below
